@@ -1,0 +1,15 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from endpoints.auth import LoginView, logout_everywhere
+from endpoints.views import health
+
+urlpatterns = [
+    path("accounts/login/", LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/logout-everywhere/", logout_everywhere, name="logout_everywhere"),
+    path("admin/", admin.site.urls),
+    path("healthz", health, name="health"),
+    path("", include("endpoints.urls")),
+]
