@@ -1,0 +1,163 @@
+"""Shared fixtures: the Vobiz sandbox over real loopback HTTP, settings pointing at it,
+users for each role, and Chromium for the browser tests."""
+
+import pytest
+import requests
+
+from vobizadmin.sandbox.server import SandboxServer
+
+SANDBOX_AUTH_ID = "MA_SANDBOX01"
+SANDBOX_TOKEN = "sandbox-token"  # noqa: S105
+
+
+class SandboxControl:
+    """Drives the sandbox's /_sandbox/ control routes from tests."""
+
+    def __init__(self, server: SandboxServer):
+        self.server = server
+        self.http = requests.Session()
+
+    def _call(self, method, path, payload=None):
+        response = self.http.request(method, f"{self.server.base_url}/_sandbox/{path}",
+                                     json=payload, timeout=10)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def reset(self, endpoints=30, applications=4, seed=1, hostile=False, **extra):
+        return self._call("POST", "reset", {"endpoints": endpoints, "applications": applications,
+                                            "seed": seed, "hostile": hostile, **extra})
+
+    def fault(self, **fault):
+        return self._call("POST", "faults", fault)
+
+    def clear_faults(self):
+        return self._call("DELETE", "faults")
+
+    def config(self, **variants):
+        return self._call("POST", "config", variants)
+
+    def register(self, endpoint_id, **device):
+        return self._call("POST", f"registrations/{endpoint_id}", device)
+
+    def unregister(self, endpoint_id):
+        return self._call("DELETE", f"registrations/{endpoint_id}")
+
+    def plant(self, record):
+        return self._call("POST", "endpoints", record)
+
+    def stats(self):
+        return self._call("GET", "stats")
+
+    def reset_stats(self):
+        return self._call("DELETE", "stats")
+
+    def api(self, method, path, **kwargs):
+        """A raw API call as Vobiz's own clients would make it (for checking state)."""
+        url = f"{self.server.api_url}/Account/{SANDBOX_AUTH_ID}/{path.lstrip('/')}"
+        headers = {"X-Auth-ID": SANDBOX_AUTH_ID, "X-Auth-Token": SANDBOX_TOKEN}
+        return self.http.request(method, url, headers=headers, timeout=10, **kwargs)
+
+
+DEFAULT_VARIANTS = {
+    "username_suffix": True,
+    "application_shape": "uri",
+    "honour_application_on_update": False,
+    "error_envelope": "flat",
+    "create_body": "short",
+    "update_body": "empty",
+}
+
+
+@pytest.fixture(scope="session")
+def sandbox_server():
+    server = SandboxServer(host="127.0.0.1", port=0, auth_id=SANDBOX_AUTH_ID,
+                           auth_token=SANDBOX_TOKEN, endpoints=0, applications=0, seed=1)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server, settings):
+    """A freshly seeded sandbox (30 endpoints, 4 applications) with default variants and no
+    faults, and Django settings pointing the dashboard at it with short timeouts."""
+    control = SandboxControl(sandbox_server)
+    control.clear_faults()
+    control.config(**DEFAULT_VARIANTS)
+    control.reset()
+    control.reset_stats()
+    settings.VOBIZ_API_URL = sandbox_server.api_url
+    settings.VOBIZ_AUTH_ID = SANDBOX_AUTH_ID
+    settings.VOBIZ_AUTH_TOKEN = SANDBOX_TOKEN
+    settings.VOBIZ_CONNECT_TIMEOUT = 1.0
+    settings.VOBIZ_READ_TIMEOUT = 1.0
+    settings.VOBIZ_MAX_RETRIES = 2
+    settings.VOBIZ_MAX_RETRY_WAIT = 2.0
+    yield control
+    control.clear_faults()
+
+
+@pytest.fixture
+def client_vobiz(sandbox):
+    from endpoints import vobiz
+
+    return vobiz.get_client()
+
+
+def _make_user(django_user_model, username, group=None, **extra):
+    from django.contrib.auth.models import Group
+
+    from endpoints import roles
+
+    roles.ensure_roles()
+    user = django_user_model.objects.create_user(username=username, password="pw-for-tests-1",
+                                                 **extra)
+    if group:
+        user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+@pytest.fixture
+def support_user(db, django_user_model):
+    return _make_user(django_user_model, "sam", "Support")
+
+
+@pytest.fixture
+def admin_user_role(db, django_user_model):
+    return _make_user(django_user_model, "ada", "Endpoint admin")
+
+
+@pytest.fixture
+def superuser(db, django_user_model):
+    return _make_user(django_user_model, "root", is_superuser=True, is_staff=True)
+
+
+@pytest.fixture
+def synced(sandbox, db):
+    """The cache filled by one real sync from the sandbox."""
+    from endpoints import services
+
+    return services.endpoint_sync_all(triggered_by="tests")
+
+
+# --- browser ------------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "args": [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-quic",
+        ],
+    }
