@@ -1,0 +1,163 @@
+"""The local cache of Vobiz data, the sync state, and the audit log.
+
+Vobiz is the source of truth; these rows are a copy that lets browsing never wait on it.
+No SIP password is ever stored here.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F
+from django.db.models.functions import Upper
+
+
+class Application(models.Model):
+    """A Vobiz application (call routing), as last seen by a sync or a live read."""
+
+    app_id = models.CharField(max_length=32, unique=True)
+    name = models.CharField(max_length=255, blank=True, db_index=True)
+    answer_url = models.CharField(max_length=1000, blank=True)
+    sub_account = models.CharField(max_length=64, blank=True)
+    default_endpoint_app = models.BooleanField(default=False)
+    raw = models.JSONField(default=dict)
+    synced_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["name", "app_id"]
+
+    def __str__(self):
+        return self.name or self.app_id
+
+
+class Endpoint(models.Model):
+    """A Vobiz SIP endpoint, flattened into indexed columns for filtering and sorting.
+
+    ``app_id`` is a plain column rather than a foreign key: an endpoint may point at an
+    application the cache has not seen yet, and sync order must not matter.
+    """
+
+    endpoint_id = models.CharField(max_length=32, unique=True)
+    username = models.CharField(max_length=255)
+    alias = models.CharField(max_length=255, blank=True)
+    sip_uri = models.CharField(max_length=512, blank=True)
+    sub_account = models.CharField(max_length=64, blank=True)
+    app_id = models.CharField(max_length=32, blank=True)
+    app_name = models.CharField(max_length=255, blank=True)
+    sip_registered = models.BooleanField(default=False)
+    sip_contact = models.CharField(max_length=1000, blank=True)
+    sip_user_agent = models.CharField(max_length=512, blank=True)
+    sip_expires = models.DateTimeField(null=True, blank=True)
+    allow_voice = models.BooleanField(default=True)
+    allow_message = models.BooleanField(default=True)
+    allow_video = models.BooleanField(default=False)
+    allow_same_domain = models.BooleanField(default=True)
+    allow_other_domains = models.BooleanField(default=False)
+    allow_phones = models.BooleanField(default=True)
+    allow_apps = models.BooleanField(default=True)
+    created_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(null=True, blank=True)
+    raw = models.JSONField(default=dict)
+    # Changes whenever anything we show changes; an incremental sync skips equal rows.
+    fingerprint = models.CharField(max_length=64, blank=True)
+    synced_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["username", "id"]
+        # One index per way the list sorts, each ending in ``id`` (the list's tie-breaker), so
+        # a page is an index walk that stops after the rows shown, and a deep page can be
+        # found from the index alone. Filters ride on the same indexes (equality on the
+        # leading column); the application filter with the default sort has its own.
+        # Migration 0003 adds what cannot be declared here for both databases: PostgreSQL's
+        # trigram indexes for "contains" searches and DESC NULLS LAST twins of the nullable
+        # sort indexes; on SQLite the two name indexes also carry username and alias.
+        indexes = [
+            models.Index(fields=["username", "id"], name="ep_username"),  # Meta.ordering
+            models.Index(Upper("username"), F("id"), name="ep_username_upper"),
+            models.Index(Upper("alias"), F("id"), name="ep_alias_upper"),
+            models.Index(fields=["sip_registered", "sip_expires", "id"], name="ep_reg_expires"),
+            models.Index(fields=["sip_contact", "id"], name="ep_contact"),
+            models.Index(fields=["sip_expires", "id"], name="ep_expires"),
+            models.Index(fields=["app_name", "id"], name="ep_app_name"),
+            models.Index(fields=["sub_account", "id"], name="ep_sub_account"),
+            models.Index(fields=["updated_at", "id"], name="ep_updated"),
+            models.Index(F("app_id"), Upper("username"), F("id"), name="ep_app_username"),
+        ]
+        permissions = [
+            ("reset_endpoint_password", "Can reset an endpoint's SIP password"),
+            ("manage_endpoint_application", "Can attach or detach an endpoint's application"),
+            ("run_sync", "Can start a sync with Vobiz"),
+        ]
+
+    def __str__(self):
+        return self.username
+
+
+class SyncState(models.Model):
+    """One row per sync kind: what the last sync did and when.
+
+    The row is also the lock: a sync claims it by flipping ``status`` to running in a
+    conditional UPDATE, which is atomic on SQLite and PostgreSQL alike.
+    """
+
+    class Status(models.TextChoices):
+        NEVER = "never", "Never synced"
+        RUNNING = "running", "Running"
+        OK = "ok", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    name = models.CharField(max_length=32, unique=True, default="endpoints")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEVER)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    pages_fetched = models.PositiveIntegerField(default=0)
+    total_remote = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    deleted = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    applications = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    triggered_by = models.CharField(max_length=150, blank=True)
+
+    def __str__(self):
+        return f"{self.name}: {self.status}"
+
+
+class AuditEvent(models.Model):
+    """Who did what to which endpoint, and how it ended. Never holds a password."""
+
+    class Outcome(models.TextChoices):
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        UNCERTAIN = "uncertain", "Uncertain"
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    username = models.CharField(max_length=150, blank=True)  # kept if the user is deleted
+    action = models.CharField(max_length=32, db_index=True)
+    endpoint_id = models.CharField(max_length=32, blank=True, db_index=True)
+    endpoint_username = models.CharField(max_length=255, blank=True)
+    changes = models.JSONField(default=dict, blank=True)  # field -> [old, new]
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, db_index=True)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M} {self.username} {self.action} {self.endpoint_username}"
+
+
+class UserPreference(models.Model):
+    """Per-user settings that follow the person across browsers (page size)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                related_name="vobiz_preference")
+    page_size = models.PositiveSmallIntegerField(default=20)
+
+    def __str__(self):
+        return f"{self.user}: {self.page_size} per page"

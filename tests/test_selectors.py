@@ -1,0 +1,279 @@
+"""The list, count and audit selectors: each filter, each sort, the counts, and a constant
+number of queries whatever the page size."""
+
+from datetime import timedelta
+from itertools import count
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from endpoints import selectors
+from endpoints.models import AuditEvent, Endpoint
+
+pytestmark = pytest.mark.django_db
+
+_ids = count(100000000000001)
+
+
+def make(username, **fields):
+    """A cache row with sensible defaults; ``expires_in`` (seconds) sets a registration."""
+    expires_in = fields.pop("expires_in", None)
+    if expires_in is not None:
+        fields.setdefault("sip_registered", True)
+        fields["sip_expires"] = timezone.now() + timedelta(seconds=expires_in)
+    fields.setdefault("synced_at", timezone.now())
+    return Endpoint.objects.create(endpoint_id=str(next(_ids)), username=username, **fields)
+
+
+def names(filters=None, sort="username", offset=0, limit=100):
+    rows, _ = selectors.endpoint_list(filters=filters or {}, sort=sort, offset=offset,
+                                      limit=limit)
+    return [r.username for r in rows]
+
+
+@pytest.fixture
+def people():
+    return {
+        "jon": make("jon1001", alias="Jon-Desk", app_id="111", app_name="Sales Queue",
+                    sub_account="SA_AAAA", expires_in=3600),
+        "jonas": make("jonas2002", alias="reception", app_id="222", app_name="Support IVR",
+                      expires_in=120),
+        "ajon": make("ajon3003", alias="Lobby", sub_account="SA_BBBB"),
+        "mary": make("mary4004", alias="jon-backup", app_id="111", app_name="Sales Queue",
+                     sip_registered=True, sip_expires=None),
+        "lapsed": make("zed5005", alias="", sip_registered=True,
+                       sip_expires=timezone.now() - timedelta(minutes=2)),
+    }
+
+
+# --- search ---------------------------------------------------------------------------------
+
+
+def test_search_contains_matches_username_or_alias_case_insensitively(people):
+    assert names({"q": "JON"}) == ["ajon3003", "jon1001", "jonas2002", "mary4004"]
+
+
+def test_search_exact_username_match(people):
+    assert names({"q": "jon1001", "match": "exact"}) == ["jon1001"]
+    assert names({"q": "JON1001", "match": "exact"}) == ["jon1001"]
+    assert names({"q": "jon", "match": "exact", "alias_match": "exact"}) == []
+
+
+def test_search_startswith_username_match(people):
+    assert names({"q": "jon", "match": "startswith", "alias_match": "exact"}) == [
+        "jon1001", "jonas2002"]
+
+
+def test_alias_exact_match_applies_to_the_alias_part_of_the_search(people):
+    assert names({"q": "lobby", "match": "exact", "alias_match": "exact"}) == ["ajon3003"]
+    assert names({"q": "lob", "match": "exact", "alias_match": "exact"}) == []
+    assert names({"q": "lob", "match": "exact", "alias_match": "contains"}) == ["ajon3003"]
+
+
+def test_unknown_match_modes_fall_back_to_contains(people):
+    assert names({"q": "jon", "match": "regex", "alias_match": "???"}) == names({"q": "jon"})
+
+
+def test_blank_search_is_no_filter(people):
+    assert len(names({"q": "   "})) == 5
+
+
+# --- application, sub-account, status -------------------------------------------------------
+
+
+def test_application_filter_by_id_and_none(people):
+    assert names({"app": "111"}) == ["jon1001", "mary4004"]
+    assert names({"app": "none"}) == ["ajon3003", "zed5005"]
+    assert names({"app": "999"}) == []
+
+
+def test_sub_account_filter_main_and_specific(people):
+    assert names({"sub": "SA_AAAA"}) == ["jon1001"]
+    assert names({"sub": "main"}) == ["jonas2002", "mary4004", "zed5005"]
+
+
+def test_status_registered_includes_no_expiry_and_excludes_lapsed(people):
+    assert names({"status": "registered"}) == ["jon1001", "jonas2002", "mary4004"]
+
+
+def test_status_expiring_is_registered_with_less_than_five_minutes_left(people):
+    assert names({"status": "expiring"}) == ["jonas2002"]
+
+
+def test_status_not_registered_is_the_rest_including_lapsed(people):
+    assert names({"status": "not_registered"}) == ["ajon3003", "zed5005"]
+
+
+def test_filters_combine(people):
+    assert names({"q": "jon", "app": "111", "status": "registered"}) == ["jon1001", "mary4004"]
+
+
+# --- sorting and paging ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sort, expected",
+    [
+        ("username", ["ajon3003", "jon1001", "jonas2002", "mary4004", "zed5005"]),
+        ("-username", ["zed5005", "mary4004", "jonas2002", "jon1001", "ajon3003"]),
+        ("alias", ["zed5005", "mary4004", "jon1001", "ajon3003", "jonas2002"]),
+        ("application", ["ajon3003", "zed5005", "jon1001", "mary4004", "jonas2002"]),
+        ("-application", ["jonas2002", "mary4004", "jon1001", "zed5005", "ajon3003"]),
+        ("sub_account", ["jonas2002", "mary4004", "zed5005", "jon1001", "ajon3003"]),
+    ],
+)
+def test_sort_by_column_with_id_as_tie_breaker(people, sort, expected):
+    assert names(sort=sort) == expected
+
+
+def test_sort_by_expiry_puts_unregistered_last_both_ways(people):
+    assert names(sort="expires")[:3] == ["zed5005", "jonas2002", "jon1001"]
+    assert names(sort="-expires")[:3] == ["jon1001", "jonas2002", "zed5005"]
+
+
+def test_sort_by_status_is_unregistered_first_then_by_expiry(people):
+    assert names(sort="status") == ["ajon3003", "zed5005", "jonas2002", "jon1001", "mary4004"]
+    assert names(sort="-status") == ["jon1001", "jonas2002", "zed5005", "mary4004", "ajon3003"]
+
+
+def test_unknown_sort_falls_back_to_username(people):
+    assert names(sort="password") == names(sort="username")
+    assert names(sort="--username; DROP TABLE") == names(sort="username")
+
+
+def test_equal_sort_values_page_deterministically_by_id():
+    for n in range(7):
+        make(f"same{n}", alias="same")
+    ids = [e.id for e in Endpoint.objects.order_by("id")]
+    first, _ = selectors.endpoint_list(filters={}, sort="alias", offset=0, limit=4)
+    second, _ = selectors.endpoint_list(filters={}, sort="alias", offset=4, limit=4)
+    assert [e.id for e in first + second] == ids
+
+
+def test_paging_returns_the_slice_and_the_full_total(people):
+    rows, total = selectors.endpoint_list(filters={}, sort="username", offset=2, limit=2)
+    assert [r.username for r in rows] == ["jonas2002", "mary4004"]
+    assert total == 5
+
+
+def test_offset_past_the_end_is_an_empty_page_not_an_error(people):
+    assert selectors.endpoint_list(filters={}, sort="username", offset=10**15, limit=20) == ([], 5)
+
+
+def test_list_rows_only_load_the_shown_columns(people):
+    rows, _ = selectors.endpoint_list(filters={}, sort="username", offset=0, limit=5)
+    assert "raw" in rows[0].get_deferred_fields()
+    with CaptureQueriesContext(connection) as ctx:
+        shown = [(row.username, row.alias, row.sip_registered, row.sip_expires, row.sip_contact,
+                  row.sip_user_agent, row.app_name, row.sub_account, row.updated_at,
+                  row.endpoint_id) for row in rows]
+    assert len(ctx.captured_queries) == 0
+    assert len(shown) == 5
+
+
+# --- counts ---------------------------------------------------------------------------------
+
+
+def test_counts_are_one_aggregate_query(people, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        counts = selectors.endpoint_counts()
+    assert counts == {"total": 5, "registered": 3, "not_registered": 2, "expiring": 1,
+                      "no_application": 2}
+
+
+def test_counts_with_filters_carry_the_matching_total_in_the_same_query(
+    people, django_assert_num_queries
+):
+    with django_assert_num_queries(1):
+        counts = selectors.endpoint_counts(filters={"q": "jon", "status": "registered"})
+    assert counts["matching"] == 3
+    assert counts["total"] == 5
+
+
+def test_a_known_total_skips_the_count(people, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        rows, total = selectors.endpoint_list(filters={}, sort="username", offset=0, limit=2,
+                                              total=5)
+    assert total == 5 and len(rows) == 2
+
+
+def test_list_query_count_does_not_depend_on_page_size():
+    for n in range(150):
+        make(f"user{n:03d}", alias=f"a{n}", expires_in=600 if n % 2 else None)
+
+    def queries(limit):
+        with CaptureQueriesContext(connection) as ctx:
+            rows, _ = selectors.endpoint_list(filters={"q": "user"}, sort="-updated",
+                                              offset=0, limit=limit)
+            assert len(rows) == limit
+        return len(ctx.captured_queries)
+
+    assert queries(20) == queries(100) == 2
+
+
+def test_sub_account_choices_are_distinct_and_sorted(people):
+    make("extra", sub_account="SA_AAAA")
+    assert selectors.sub_account_choices() == ["SA_AAAA", "SA_BBBB"]
+
+
+# --- audit ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def events():
+    made = []
+    for n, (user, action, eid, name, outcome) in enumerate([
+        ("sam", "update", "900000000000001", "jon1001", "done"),
+        ("ada", "delete", "900000000000002", "mary4004", "failed"),
+        ("sam", "password_reset", "900000000000001", "jon1001", "uncertain"),
+        ("ada", "create", "", "newbie", "failed"),
+    ]):
+        made.append(AuditEvent.objects.create(username=user, action=action, endpoint_id=eid,
+                                              endpoint_username=name, outcome=outcome,
+                                              message=f"event {n}"))
+    return made
+
+
+def audit_messages(filters, offset=0, limit=50):
+    rows, total = selectors.audit_list(filters=filters, offset=offset, limit=limit)
+    return [r.message for r in rows], total
+
+
+def test_audit_list_is_newest_first(events):
+    assert audit_messages({}) == (["event 3", "event 2", "event 1", "event 0"], 4)
+
+
+@pytest.mark.parametrize(
+    "filters, expected",
+    [
+        ({"user": "SA"}, ["event 2", "event 0"]),
+        ({"action": "delete"}, ["event 1"]),
+        ({"outcome": "failed"}, ["event 3", "event 1"]),
+        ({"endpoint": "jon"}, ["event 2", "event 0"]),
+        ({"endpoint": "0000000002"}, ["event 1"]),
+        ({"user": "ada", "outcome": "failed", "endpoint": "newb"}, ["event 3"]),
+    ],
+)
+def test_audit_filters(events, filters, expected):
+    assert audit_messages(filters)[0] == expected
+
+
+def test_audit_paging(events):
+    assert audit_messages({}, offset=1, limit=2) == (["event 2", "event 1"], 4)
+    assert audit_messages({}, offset=99, limit=2) == ([], 4)
+
+
+def test_audit_for_endpoint_is_newest_first_and_limited(events):
+    rows = selectors.audit_for_endpoint("900000000000001")
+    assert [r.message for r in rows] == ["event 2", "event 0"]
+    assert [r.message for r in selectors.audit_for_endpoint("900000000000001", limit=1)] == [
+        "event 2"]
+
+
+def test_audit_action_choices_include_known_and_logged_actions(events):
+    AuditEvent.objects.create(username="x", action="sync", outcome="done")
+    choices = selectors.audit_action_choices()
+    assert choices[:6] == list(selectors.AUDIT_ACTIONS)
+    assert "sync" in choices
