@@ -1,0 +1,46 @@
+"""Django admin over the cache: read-only (Vobiz is the source of truth; writes go through
+the dashboard's services so they are verified and audited)."""
+
+from django.contrib import admin
+
+from .models import Application, AuditEvent, Endpoint, SyncState
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Endpoint)
+class EndpointAdmin(ReadOnlyAdmin):
+    list_display = ("username", "alias", "sip_registered", "sip_contact", "sip_expires",
+                    "app_name", "sub_account", "updated_at")
+    list_filter = ("sip_registered", "app_name", "sub_account")
+    search_fields = ("username", "alias")
+    list_per_page = 20
+    exclude = ("raw",)
+
+
+@admin.register(Application)
+class ApplicationAdmin(ReadOnlyAdmin):
+    list_display = ("name", "app_id", "default_endpoint_app", "sub_account", "synced_at")
+    search_fields = ("name", "app_id")
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ("at", "username", "action", "endpoint_username", "outcome", "message")
+    list_filter = ("action", "outcome")
+    search_fields = ("endpoint_username", "endpoint_id", "username")
+    date_hierarchy = "at"
+
+
+@admin.register(SyncState)
+class SyncStateAdmin(ReadOnlyAdmin):
+    list_display = ("name", "status", "started_at", "finished_at", "total_remote", "last_error")

@@ -1,0 +1,128 @@
+"""Forms for the list: the GET filter forms (endpoints, audit log) and the inline alias form.
+
+Filter forms never raise on bad input: ``cleaned_filters()`` keeps the valid fields and drops
+the rest, and the bound form carries the errors so the page can show them next to the field.
+"""
+
+from __future__ import annotations
+
+from django import forms
+
+from . import selectors, validators
+from .models import AuditEvent
+
+PAGE_SIZES = (20, 50, 100)
+DEFAULT_PAGE_SIZE = PAGE_SIZES[0]
+SEARCH_MAX = 255
+
+MATCH_CHOICES = [("contains", "contains"), ("exact", "is exactly"),
+                 ("startswith", "starts with")]
+ALIAS_MATCH_CHOICES = [("contains", "contains"), ("exact", "is exactly")]
+STATUS_CHOICES = [
+    ("", "Any"),
+    (selectors.STATUS_REGISTERED, "Registered"),
+    (selectors.STATUS_NOT_REGISTERED, "Not registered"),
+    (selectors.STATUS_EXPIRING, "Expiring within 5 min"),
+]
+FILTER_FIELDS = ("q", "match", "alias_match", "app", "sub", "status")
+FILTER_DEFAULTS = {"q": "", "match": "contains", "alias_match": "contains", "app": "",
+                   "sub": "", "status": ""}
+
+
+class _GetForm(forms.Form):
+    """A bound GET form that degrades field by field instead of all or nothing."""
+
+    defaults: dict = {}
+
+    def cleaned_filters(self) -> dict:
+        """Valid values, with each invalid or missing field at its default."""
+        self.is_valid()
+        values = dict(self.defaults)
+        for name in self.defaults:
+            if name not in self.errors and self.cleaned_data.get(name) not in (None, ""):
+                values[name] = self.cleaned_data[name]
+        return values
+
+    def active(self) -> bool:
+        """True when any filter differs from its default (offers "Clear filters")."""
+        self.is_valid()
+        return self.cleaned_filters() != self.defaults or any(
+            name in self.errors for name in self.defaults
+        )
+
+
+class EndpointFilterForm(_GetForm):
+    """The list's filter bar. Choices for application and sub-account come from the cache."""
+
+    defaults = FILTER_DEFAULTS
+
+    q = forms.CharField(label="Search", required=False, max_length=SEARCH_MAX, strip=True,
+                        help_text="Username or alias.")
+    match = forms.ChoiceField(label="Username match", required=False, choices=MATCH_CHOICES)
+    alias_match = forms.ChoiceField(label="Alias match", required=False,
+                                    choices=ALIAS_MATCH_CHOICES)
+    app = forms.ChoiceField(label="Application", required=False)
+    sub = forms.ChoiceField(label="Sub-account", required=False)
+    status = forms.ChoiceField(label="Registration", required=False, choices=STATUS_CHOICES)
+    per_page = forms.TypedChoiceField(label="Per page", required=False, coerce=int,
+                                      choices=[(n, str(n)) for n in PAGE_SIZES])
+
+    def __init__(self, *args, applications=(), sub_accounts=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["app"].choices = [
+            ("", "Any"),
+            (selectors.APP_NONE, "No application"),
+            *[(a.app_id, a.name or a.app_id) for a in applications],
+        ]
+        self.fields["sub"].choices = [
+            ("", "Any"),
+            (selectors.SUB_MAIN, "Main account"),
+            *[(s, s) for s in sub_accounts],
+        ]
+
+    def page_size(self) -> int | None:
+        """The page size asked for in the URL, or None if absent or not one of PAGE_SIZES."""
+        self.is_valid()
+        if "per_page" in self.errors:
+            return None
+        return self.cleaned_data.get("per_page") or None
+
+
+AUDIT_FILTER_DEFAULTS = {"user": "", "action": "", "outcome": "", "endpoint": ""}
+
+
+class AuditFilterForm(_GetForm):
+    defaults = AUDIT_FILTER_DEFAULTS
+
+    user = forms.CharField(label="User", required=False, max_length=150)
+    action = forms.ChoiceField(label="Action", required=False)
+    outcome = forms.ChoiceField(label="Outcome", required=False,
+                                choices=[("", "Any"), *AuditEvent.Outcome.choices])
+    endpoint = forms.CharField(label="Endpoint", required=False, max_length=255,
+                               help_text="Username or id contains.")
+
+    def __init__(self, *args, actions=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["action"].choices = [
+            ("", "Any"), *[(a, a.replace("_", " ").capitalize()) for a in actions]
+        ]
+
+
+class AliasForm(forms.Form):
+    """Inline alias edit. ``seen_alias`` is the alias the form started from, so a change made
+    at Vobiz meanwhile is reported instead of silently overwritten."""
+
+    alias = forms.CharField(
+        label="Alias",
+        required=False,
+        max_length=validators.ALIAS_MAX,
+        validators=[validators.validate_alias],
+        help_text=validators.ALIAS_HINT,
+    )
+    seen_alias = forms.CharField(required=False, widget=forms.HiddenInput, strip=False)
+
+    def clean(self):
+        # The row shows only the alias and form-wide errors: say when the hidden field is bad.
+        if "seen_alias" in self.errors:
+            self.add_error(None, "This form is out of date. Reload the page and try again.")
+        return super().clean()

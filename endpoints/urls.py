@@ -1,0 +1,38 @@
+from django.urls import path, register_converter
+
+from .views import browse, manage
+
+
+class EndpointIdConverter:
+    """An id Vobiz can have (what vobiz.parse_endpoint accepts): 1-32 characters, no "/"
+    and no NUL. Anything else is a 404 here, before it reaches a query (PostgreSQL refuses
+    NUL in text; the id columns hold 32 characters) or Vobiz."""
+
+    regex = r"[^/\x00]{1,32}"
+
+    def to_python(self, value):
+        return value
+
+    def to_url(self, value):
+        return value
+
+
+register_converter(EndpointIdConverter, "eid")
+
+app_name = "endpoints"
+
+urlpatterns = [
+    path("", browse.endpoint_list, name="list"),
+    path("sync/", browse.sync_start, name="sync"),
+    path("sync/status/", browse.sync_status, name="sync_status"),
+    path("audit/", browse.audit_list, name="audit"),
+    path("endpoints/new/", manage.endpoint_create, name="create"),
+    path("endpoints/<eid:endpoint_id>/", manage.endpoint_detail, name="detail"),
+    path("endpoints/<eid:endpoint_id>/row/", browse.endpoint_row, name="row"),
+    path("endpoints/<eid:endpoint_id>/alias/", browse.endpoint_alias_edit, name="alias"),
+    path("endpoints/<eid:endpoint_id>/edit/", manage.endpoint_edit, name="edit"),
+    path("endpoints/<eid:endpoint_id>/password/", manage.endpoint_password, name="password"),
+    path("endpoints/<eid:endpoint_id>/application/", manage.endpoint_application,
+         name="application"),
+    path("endpoints/<eid:endpoint_id>/delete/", manage.endpoint_delete, name="delete"),
+]

@@ -1,0 +1,440 @@
+"""The endpoint list (served from the cache), the sync button and its progress, the inline
+alias edit, and the audit log.
+
+Browsing never calls Vobiz: the list, its filters, sorting and paging read the local cache.
+Every view answers a whole page, or for an htmx request (not boosted, not a history restore)
+just the fragment that changed plus out-of-band updates of the counts, the aria-live status
+line and the sync badge.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.db import connection
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from .. import roles, selectors, services
+from ..filters import (
+    DEFAULT_PAGE_SIZE,
+    PAGE_SIZES,
+    AliasForm,
+    AuditFilterForm,
+    EndpointFilterForm,
+)
+from ..htmx import wants_fragment
+from ..models import SyncState, UserPreference
+from ..vobiz import VobizError, VobizNotFound, VobizRequestError
+
+logger = logging.getLogger(__name__)
+
+LIST_TEMPLATE = "endpoints/list.html"
+AUDIT_TEMPLATE = "endpoints/audit.html"
+AUDIT_PAGE_SIZE = 50
+# After a sync is started, how long the progress poll waits for the worker to claim the lock
+# before it believes the state row (a thread may take a moment to get going).
+SYNC_START_GRACE = 10.0
+# The list's columns: (sort key, header).
+LIST_COLUMNS = [
+    ("username", "Username"),
+    ("alias", "Alias"),
+    ("status", "Registration"),
+    ("contact", "Contact / user agent"),
+    ("expires", "Expires"),
+    ("application", "Application"),
+    ("sub_account", "Sub-account"),
+    ("updated", "Updated"),
+]
+SORT_LABELS = dict(LIST_COLUMNS)
+
+
+def _safe_next(request, fallback: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    # Only a path: redirect() would take any other bare word for a URL name (a 500).
+    if target.startswith("/") and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return fallback
+
+
+def _page_number(value) -> int:
+    """A 1-based page number from the query string: anything but ASCII digits is page 1, and
+    a huge number becomes a big one that the caller clamps to the last page."""
+    value = (value or "").strip()
+    if not (value.isascii() and value.isdigit()):
+        return 1
+    return max(1, int(value[:12]))
+
+
+# --- the list -----------------------------------------------------------------------------
+
+
+def _page_size(request, form: EndpointFilterForm) -> int:
+    """The page size asked for in the URL (and then remembered for the user), else the one
+    the user chose before, else the default."""
+    chosen = form.page_size()
+    stored = (
+        UserPreference.objects.filter(user=request.user)
+        .values_list("page_size", flat=True)
+        .first()
+    )
+    if chosen in PAGE_SIZES:
+        if chosen != stored:
+            UserPreference.objects.update_or_create(user=request.user,
+                                                    defaults={"page_size": chosen})
+        return chosen
+    return stored if stored in PAGE_SIZES else DEFAULT_PAGE_SIZE
+
+
+def _sort(value: str) -> str:
+    value = (value or "").strip()
+    if value.lstrip("-") in selectors.ENDPOINT_SORTS and value.count("-") <= 1:
+        return value
+    return selectors.DEFAULT_ENDPOINT_SORT
+
+
+def _headers(sort: str) -> list[dict]:
+    key, descending = sort.lstrip("-"), sort.startswith("-")
+    headers = []
+    for column, label in LIST_COLUMNS:
+        current = column == key
+        headers.append({
+            "key": column,
+            "label": label,
+            "current": current,
+            "aria_sort": ("descending" if descending else "ascending") if current else "",
+            "next": f"-{column}" if current and not descending else column,
+        })
+    return headers
+
+
+def _pager(page: int, last_page: int) -> dict:
+    return {
+        "page": page,
+        "last": last_page,
+        "previous": page - 1 if page > 1 else None,
+        "next": page + 1 if page < last_page else None,
+        "has_other_pages": last_page > 1,
+    }
+
+
+def _list_context(request) -> dict:
+    form = EndpointFilterForm(
+        request.GET,
+        applications=selectors.application_choices(),
+        sub_accounts=selectors.sub_account_choices(),
+    )
+    filters = form.cleaned_filters()
+    size = _page_size(request, form)
+    sort = _sort(request.GET.get("sort", ""))
+    counts = selectors.endpoint_counts(filters=filters)
+    total = counts["matching"]
+    last_page = max(1, math.ceil(total / size))
+    page = min(_page_number(request.GET.get("page")), last_page)
+    offset = (page - 1) * size
+    rows, total = selectors.endpoint_list(filters=filters, sort=sort, offset=offset, limit=size,
+                                          total=total)
+    sync = selectors.sync_status_get()
+    return {
+        "form": form,
+        "filters": filters,
+        "filters_active": form.active(),
+        "per_page": size,
+        "sort": sort,
+        "sort_given": "sort" in request.GET and sort == request.GET.get("sort"),
+        "sort_label": SORT_LABELS[sort.lstrip("-")],
+        "sort_descending": sort.startswith("-"),
+        "headers": _headers(sort),
+        "endpoints": rows,
+        "total": total,
+        "first_index": offset + 1 if rows else 0,
+        "last_index": offset + len(rows),
+        "pager": _pager(page, last_page),
+        "counts": counts,
+        "list_url": request.get_full_path(),
+        "sync": sync,
+        "sync_polling": _sync_running(sync),
+    }
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+@permission_required(roles.VIEW, raise_exception=True)
+def endpoint_list(request):
+    """The endpoint list. Fragments: ``results`` (the table, with the counts, status line and
+    sync badge out of band) or, when the request targets ``#list-body``, the filter bar too."""
+    context = _list_context(request)
+    if wants_fragment(request):
+        fragment = ("list_body_response" if request.htmx.target == "list-body"
+                    else "results_response")
+        return render(request, f"{LIST_TEMPLATE}#{fragment}", context)
+    return render(request, LIST_TEMPLATE, context)
+
+
+# --- sync ---------------------------------------------------------------------------------
+
+
+def _run_sync(username: str) -> None:
+    """The background sync: progress is written at most twice a second for the poller."""
+    last_touch = [0.0]
+
+    def progress(pages: int, seen: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last_touch[0] >= 0.5:
+            last_touch[0] = now
+            services.sync_status_touch(pages=pages, total=total)
+
+    try:
+        services.endpoint_sync_all(triggered_by=username, progress=progress)
+    except services.SyncAlreadyRunning:
+        logger.info("sync requested by %s: another sync is already running", username)
+    except VobizError as exc:  # recorded on the sync state; the list keeps the cache
+        logger.warning("sync requested by %s failed: %s", username, exc.message)
+    except Exception:
+        logger.exception("sync requested by %s crashed", username)
+    finally:
+        connection.close()
+
+
+def start_sync_thread(username: str) -> threading.Thread:
+    """Start a sync in a daemon thread and return it (tests join it)."""
+    thread = threading.Thread(target=_run_sync, args=(username,), name="vobiz-sync",
+                              daemon=True)
+    thread.start()
+    return thread
+
+
+def _sync_running(sync: SyncState) -> bool:
+    if sync.status != SyncState.Status.RUNNING:
+        return False
+    heartbeat = sync.heartbeat_at or sync.started_at
+    return bool(heartbeat and heartbeat > timezone.now() - services.SYNC_STALE_AFTER)
+
+
+def _sync_context(sync: SyncState, *, polling: bool, since: float | None = None,
+                  done: bool = False) -> dict:
+    pages_total = math.ceil(sync.total_remote / 100) if sync.total_remote else 0
+    return {
+        "sync": sync,
+        "sync_polling": polling,
+        "sync_since": f"{since:.3f}" if since else "",
+        "sync_done": done,
+        "sync_pages_total": max(pages_total, sync.pages_fetched),
+    }
+
+
+@require_POST
+@permission_required(roles.SYNC, raise_exception=True)
+def sync_start(request):
+    """Start a sync in the background. htmx: answer the progress panel, which polls
+    ``sync_status``; otherwise redirect back (PRG) with a message."""
+    sync = selectors.sync_status_get()
+    since = None
+    if _sync_running(sync):
+        messages.warning(request, "A sync is already running.")
+    else:
+        since = time.time()
+        messages.info(request, "Sync with Vobiz started. The list updates when it finishes.")
+    if wants_fragment(request):
+        response = render(request, f"{LIST_TEMPLATE}#sync_response",
+                          _sync_context(sync, polling=True, since=since))
+    else:
+        response = redirect(_safe_next(request, reverse("endpoints:list")))
+    if since is not None:
+        # Started once the response is rendered, so this request's reads never contend with
+        # the worker's first writes (SQLite locks whole tables).
+        start_sync_thread(request.user.get_username())
+    return response
+
+
+def _report_sync_outcome(request, sync: SyncState) -> None:
+    """Say how the sync ended (once: the poll stops afterwards)."""
+    if sync.status == SyncState.Status.OK:
+        messages.success(
+            request,
+            f"Sync finished: {sync.total_remote:,} endpoint{'s' if sync.total_remote != 1 else ''}"
+            f" at Vobiz; {sync.created:,} new, {sync.updated:,} changed, {sync.deleted:,} removed.",
+        )
+    elif sync.status == SyncState.Status.FAILED:
+        messages.error(request, f"Sync failed: {sync.last_error} The list shows the last data "
+                                "we have.")
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+@permission_required(roles.VIEW, raise_exception=True)
+def sync_status(request):
+    """The progress panel, polled every second while a sync runs. When the sync has finished
+    the panel stops polling, says how it went, and triggers ``endpoints-changed`` so the
+    table reloads; the badge and the stale-data notice are refreshed out of band."""
+    if not wants_fragment(request):
+        return redirect("endpoints:list")
+    sync = selectors.sync_status_get()
+    try:
+        since = float(request.GET.get("since", ""))
+    except ValueError:
+        since = None
+    if since is not None and not math.isfinite(since):
+        since = None
+    running = _sync_running(sync)
+    starting = (
+        not running
+        and since is not None
+        and (sync.started_at is None or sync.started_at.timestamp() < since)
+        and time.time() - since < SYNC_START_GRACE
+    )
+    polling = running or starting
+    if not polling:
+        _report_sync_outcome(request, sync)
+    response = render(
+        request,
+        f"{LIST_TEMPLATE}#sync_response",
+        _sync_context(sync, polling=polling, since=since, done=not polling),
+    )
+    if not polling:
+        response["HX-Trigger"] = "endpoints-changed"
+    return response
+
+
+# --- one row and the inline alias edit ----------------------------------------------------
+
+
+def _cached_or_404(endpoint_id: str):
+    endpoint = selectors.endpoint_get_cached(endpoint_id=endpoint_id)
+    if endpoint is None:
+        raise Http404("No such endpoint in the list.")
+    return endpoint
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+@permission_required(roles.VIEW, raise_exception=True)
+def endpoint_row(request, endpoint_id):
+    """One row of the list, as it is in the cache (Cancel of the inline edit)."""
+    if not wants_fragment(request):
+        return redirect("endpoints:list")
+    return render(request, f"{LIST_TEMPLATE}#row_restored",
+                  {"endpoint": _cached_or_404(endpoint_id)})
+
+
+def _row_form(request, endpoint, form: AliasForm, *, status: int = 200, seen: str | None = None):
+    context = {
+        "endpoint": endpoint,
+        "alias_form": form,
+        "seen_alias": endpoint.alias if seen is None else seen,
+        "next": request.htmx.current_url_abs_path if request.htmx else "",
+    }
+    return render(request, f"{LIST_TEMPLATE}#row_form", context, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+@vary_on_headers("HX-Request")
+@permission_required(roles.EDIT, raise_exception=True)
+def endpoint_alias_edit(request, endpoint_id):
+    """Inline alias edit. GET: the row as a form. POST: validate, write through Vobiz, answer
+    the updated row (200) or the form with the error and the typed value (422)."""
+    endpoint = _cached_or_404(endpoint_id)
+    fragment = wants_fragment(request)
+    if request.method == "GET":
+        if not fragment:
+            return redirect("endpoints:edit", endpoint_id=endpoint_id)
+        return _row_form(request, endpoint, AliasForm(initial={"alias": endpoint.alias}))
+
+    form = AliasForm(request.POST)
+    seen = request.POST.get("seen_alias", endpoint.alias)
+    back = _safe_next(request, reverse("endpoints:list"))
+    if request.POST.get("alias", "").strip() == seen:
+        # Untouched: never re-send (a legacy alias may break today's rules), just close.
+        messages.info(request, f"Alias of {endpoint.username} unchanged.")
+        if not fragment:
+            return redirect(back)
+        return render(request, f"{LIST_TEMPLATE}#row_saved", {"endpoint": endpoint})
+    if not form.is_valid():
+        if not fragment:
+            messages.error(request, f"Alias of {endpoint.username} not saved: "
+                           + " ".join(form.errors.get("alias", form.errors.get("__all__", []))))
+            return redirect(back)
+        return _row_form(request, endpoint, form, status=422, seen=seen)
+
+    alias = form.cleaned_data["alias"]
+    try:
+        endpoint = services.endpoint_update(
+            user=request.user,
+            endpoint_id=endpoint_id,
+            changes={"alias": alias},
+            seen={"alias": form.cleaned_data["seen_alias"]},
+        )
+    except services.EditConflict as exc:
+        was, now = exc.changes.get("alias", (seen, ""))
+        form.add_error("alias", (
+            f"Someone changed this alias at Vobiz while you were editing it: it was "
+            f"“{was}” and is now “{now}”. Nothing was saved. Save again to replace it "
+            f"with yours."
+        ))
+        seen = now
+    except VobizNotFound as exc:
+        form.add_error(None, exc.message or "Vobiz no longer has this endpoint.")
+    except VobizRequestError as exc:
+        field_message = exc.field_errors.get("alias")
+        form.add_error("alias" if field_message else None, field_message or exc.message)
+    except VobizError as exc:
+        form.add_error(None, (f"{exc.message} The endpoint was re-read from Vobiz: check its "
+                              "alias before saving again.") if exc.uncertain
+                       else f"Not saved: {exc.message}")
+    else:
+        messages.success(request, f"Alias of {endpoint.username} saved.")
+        if not fragment:
+            return redirect(back)
+        return render(request, f"{LIST_TEMPLATE}#row_saved", {"endpoint": endpoint})
+
+    if not fragment:
+        for error in form.errors.get("alias", []) + form.non_field_errors():
+            messages.error(request, f"Alias of {endpoint.username} not saved: {error}")
+        return redirect(back)
+    fresh = selectors.endpoint_get_cached(endpoint_id=endpoint_id) or endpoint
+    return _row_form(request, fresh, form, status=422, seen=seen)
+
+
+# --- audit log ----------------------------------------------------------------------------
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+@permission_required(roles.VIEW_AUDIT, raise_exception=True)
+def audit_list(request):
+    """Who did what to which endpoint, newest first, filterable and paged."""
+    form = AuditFilterForm(request.GET, actions=selectors.audit_action_choices())
+    filters = form.cleaned_filters()
+    page = _page_number(request.GET.get("page"))
+    offset = (page - 1) * AUDIT_PAGE_SIZE
+    events, total = selectors.audit_list(filters=filters, offset=offset, limit=AUDIT_PAGE_SIZE)
+    last_page = max(1, math.ceil(total / AUDIT_PAGE_SIZE))
+    if page > last_page:  # a stale or made-up page number: show the last page instead
+        page = last_page
+        offset = (page - 1) * AUDIT_PAGE_SIZE
+        events, total = selectors.audit_list(filters=filters, offset=offset,
+                                             limit=AUDIT_PAGE_SIZE)
+    context = {
+        "form": form,
+        "filters_active": form.active(),
+        "events": events,
+        "total": total,
+        "first_index": offset + 1 if events else 0,
+        "last_index": offset + len(events),
+        "pager": _pager(page, last_page),
+    }
+    if wants_fragment(request):
+        return render(request, f"{AUDIT_TEMPLATE}#results_response", context)
+    return render(request, AUDIT_TEMPLATE, context)

@@ -1,0 +1,36 @@
+"""Browser fixtures: a live Django server pointed at the sandbox, with a synced cache,
+and a logged-in Chromium page for each role."""
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def live(live_server, sandbox, transactional_db):
+    """The live server URL, after a real sync filled the cache from the sandbox."""
+    from endpoints import roles, services
+
+    roles.ensure_roles()
+    services.endpoint_sync_all(triggered_by="tests")
+    return live_server.url
+
+
+def login(page, base_url, username, password="pw-for-tests-1"):
+    page.goto(f"{base_url}/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{base_url}/")
+
+
+@pytest.fixture
+def admin_page(page, live, admin_user_role):
+    login(page, live, admin_user_role.username)
+    return page
+
+
+@pytest.fixture
+def support_page(page, live, support_user):
+    login(page, live, support_user.username)
+    return page
