@@ -68,6 +68,17 @@ DEFAULT_VARIANTS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _fresh_django_cache():
+    """Each test starts with an empty Django cache: login-failure counters (per username and
+    per address, and every test client comes from 127.0.0.1) must not leak between tests."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture(scope="session")
 def sandbox_server():
     server = SandboxServer(host="127.0.0.1", port=0, auth_id=SANDBOX_AUTH_ID,
