@@ -53,11 +53,14 @@ NASTY = [
     "%25", "..", ".", "\u202e\u200b", "\ufeff", "𝒰𝓃𝒾𝒸ℴ𝒹ℯ", "ß", "İ", "ﬃ", "\U0010ffff",
     "x" * 10_000, "é" * 10_000, "😀" * 3_000,
 ]
-HUGE = st.builds(lambda ch, n: ch * n, st.characters(), st.integers(100, 10_000))
-TEXT = st.one_of(st.sampled_from(NASTY), st.text(max_size=30), HUGE)
+# What a browser can send: any code point but a lone surrogate (UTF-8 cannot carry one,
+# and Django's test client refuses to encode it, so such an example tests nothing of ours).
+CHARS = st.characters(exclude_categories=("Cs",))
+HUGE = st.builds(lambda ch, n: ch * n, CHARS, st.integers(100, 10_000))
+TEXT = st.one_of(st.sampled_from(NASTY), st.text(CHARS, max_size=30), HUGE)
 # A list becomes repeated keys (?k=a&k=b); an empty list leaves the key out.
 VALUE = st.one_of(TEXT, TEXT, st.lists(TEXT, max_size=3))
-EXTRA = st.dictionaries(st.text(min_size=1, max_size=8), TEXT, max_size=2)
+EXTRA = st.dictionaries(st.text(CHARS, min_size=1, max_size=8), TEXT, max_size=2)
 
 
 def params_strategy(names, **special):
@@ -214,7 +217,7 @@ def test_audit_page_answers_every_query_with_the_log_or_a_clear_error(root, para
 ODD_IDS = st.one_of(
     st.sampled_from(["0", "..", ".", "%", "?x=1", "#top", "a b", "\x00", "1\x00", "..%2f",
                      "Endpoint", "a/b", "99999999999999999999999999999999999", "x" * 5000]),
-    st.text(min_size=1, max_size=40),
+    st.text(CHARS, min_size=1, max_size=40),
 )
 
 
@@ -330,7 +333,7 @@ def nonce_of(response) -> str:
     data=params_strategy(
         ["username", "password", "alias", "application", *PERMISSION_NAMES],
         username=st.one_of(VALUE, st.from_regex(r"[a-z]{3,10}fz", fullmatch=True)),
-        password=st.one_of(VALUE, st.text(min_size=PASSWORD_MIN, max_size=24)),
+        password=st.one_of(VALUE, st.text(CHARS, min_size=PASSWORD_MIN, max_size=24)),
         alias=st.one_of(VALUE, st.just("")),
     ),
     nonce=st.one_of(st.just("fresh"), st.none(), TEXT),
@@ -414,7 +417,7 @@ def test_edit_rejects_bad_input_before_vobiz_and_never_touches_locked_fields(
 
 @FUZZ
 @given(data=params_strategy(["password"],
-                            password=st.one_of(VALUE, st.text(min_size=PASSWORD_MIN,
+                            password=st.one_of(VALUE, st.text(CHARS, min_size=PASSWORD_MIN,
                                                               max_size=30))))
 def test_password_reset_rejects_bad_input_before_vobiz(root, sandbox, target, data):
     sandbox.reset_stats()
