@@ -1,6 +1,7 @@
 """What every page's frame shows: the account (masked), the sync badge, the user's role."""
 
 from django.conf import settings
+from django.utils.functional import SimpleLazyObject
 
 from . import roles, selectors
 
@@ -12,7 +13,8 @@ def dashboard(request):
     masked = (auth_id[:5] + "…" + auth_id[-3:]) if len(auth_id) > 10 else auth_id
     return {
         "vobiz_account": masked,
-        "sync": selectors.sync_status_get(),
+        # Lazy: a view that already read the sync state passes its own and saves the query.
+        "sync": SimpleLazyObject(selectors.sync_status_get),
         "role": roles.role_name(request.user),
         "can": roles.capabilities(request.user),
     }

@@ -4,10 +4,18 @@ Vobiz is the source of truth; these rows are a copy that lets browsing never wai
 No SIP password is ever stored here.
 """
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F
 from django.db.models.functions import Upper
+from django.db.models.lookups import IsNull
+from django.utils import timezone
+from django.utils.functional import cached_property
+
+# A registration with less than this left is "expiring" (the list's filter and its icon).
+EXPIRING_WINDOW = timedelta(minutes=5)
 
 
 class Application(models.Model):
@@ -74,6 +82,11 @@ class Endpoint(models.Model):
             models.Index(Upper("username"), F("id"), name="ep_username_upper"),
             models.Index(Upper("alias"), F("id"), name="ep_alias_upper"),
             models.Index(fields=["sip_registered", "sip_expires", "id"], name="ep_reg_expires"),
+            # The status sort: registered or not, then expiry with "no expiry" last (it never
+            # runs out), spelled with IS NULL so that one index serves it both ways on both
+            # databases (SQLite cannot build an index NULLS LAST).
+            models.Index(F("sip_registered"), IsNull(F("sip_expires"), True), F("sip_expires"),
+                         F("id"), name="ep_status_sort"),
             models.Index(fields=["sip_contact", "id"], name="ep_contact"),
             models.Index(fields=["sip_expires", "id"], name="ep_expires"),
             models.Index(fields=["app_name", "id"], name="ep_app_name"),
@@ -89,6 +102,29 @@ class Endpoint(models.Model):
 
     def __str__(self):
         return self.username
+
+    @cached_property
+    def registration_status(self) -> str:
+        """Now: "offline" (Vobiz did not report a registration), "registered", "expiring"
+        (less than EXPIRING_WINDOW left), or "lapsed" (the expiry passed since the last
+        sync; the device may have renewed, the next sync will tell)."""
+        if not self.sip_registered:
+            return "offline"
+        if self.sip_expires is None:
+            return "registered"
+        now = timezone.now()
+        if self.sip_expires <= now:
+            return "lapsed"
+        if self.sip_expires <= now + EXPIRING_WINDOW:
+            return "expiring"
+        return "registered"
+
+    @cached_property
+    def expires_in_future(self) -> bool | None:
+        """Whether ``sip_expires`` is still ahead (None when there is no expiry)."""
+        if self.sip_expires is None:
+            return None
+        return self.sip_expires > timezone.now()
 
 
 class SyncState(models.Model):
@@ -120,6 +156,9 @@ class SyncState(models.Model):
     applications = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     triggered_by = models.CharField(max_length=150, blank=True)
+    # Bumped by every write that changes the endpoint cache: the list's counts and choices
+    # are cached per version (endpoints.selectors), so a write is seen at once everywhere.
+    data_version = models.PositiveBigIntegerField(default=0)
 
     def __str__(self):
         return f"{self.name}: {self.status}"

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import hashlib
+import json
+from dataclasses import dataclass
 
-from django.db.models import Count, F, Q
+from django.core.cache import cache
+from django.db.models import F, Q
 from django.db.models.functions import Upper
+from django.db.models.lookups import IsNull
 from django.utils import timezone
 
+from . import models
 from .models import Application, AuditEvent, Endpoint, SyncState
 
 
@@ -25,10 +30,16 @@ def application_choices() -> list[Application]:
 
 
 # --- the endpoint list, its counts, and the audit log ---------------------------------------
-# Everything below reads the cache only; a page of the list costs one aggregate query (counts
-# and the filtered total together) plus one SELECT of the visible rows, whatever the page size.
+# Everything below reads the cache only. A page of the list is one SELECT of the visible rows
+# (an index walk that stops after them, from whichever end of the order is nearer) plus the
+# counts, which are cached per cache version (SyncState.data_version, bumped by every write)
+# for COUNTS_SECONDS: registrations run out as time passes, so even unchanged data recounts.
 
-EXPIRING_WINDOW = timedelta(minutes=5)
+EXPIRING_WINDOW = models.EXPIRING_WINDOW
+COUNTS_SECONDS = 10
+CHOICES_SECONDS = 3600
+# A filter selecting at most this many rows has their ids cached with its count.
+SMALL_RESULT = 2000
 
 # Columns the list shows; anything else stays deferred.
 LIST_COLUMNS = (
@@ -46,17 +57,24 @@ LIST_COLUMNS = (
     "updated_at",
 )
 
-# sort key in the URL -> columns (then ``id`` for a deterministic order). Usernames and
-# aliases sort case-insensitively, on the Upper() expression indexes the model declares.
+NULLS_LAST = "last"
+# sort key in the URL -> ORDER BY terms, each (expression, where NULLs go), then ``id`` for a
+# deterministic order. Each sort has an index whose order is exactly these terms (see
+# Endpoint.Meta.indexes), so a page is an index walk that stops after the rows shown.
+# Usernames and aliases sort case-insensitively. Empty expiry and update times sort last both
+# ways; the status sort puts "no expiry" (a registration that never runs out) after every
+# expiry ascending and before them descending, so that its descending order is the exact
+# mirror of the ascending one and one index serves both on SQLite too.
 ENDPOINT_SORTS = {
-    "username": (Upper("username"),),
-    "alias": (Upper("alias"),),
-    "status": ("sip_registered", "sip_expires"),
-    "contact": ("sip_contact",),
-    "expires": ("sip_expires",),
-    "application": ("app_name",),
-    "sub_account": ("sub_account",),
-    "updated": ("updated_at",),
+    "username": ((Upper("username"), None),),
+    "alias": ((Upper("alias"), None),),
+    "status": ((F("sip_registered"), None), (IsNull(F("sip_expires"), True), None),
+               (F("sip_expires"), None)),
+    "contact": ((F("sip_contact"), None),),
+    "expires": ((F("sip_expires"), NULLS_LAST),),
+    "application": ((F("app_name"), None),),
+    "sub_account": ((F("sub_account"), None),),
+    "updated": ((F("updated_at"), NULLS_LAST),),
 }
 DEFAULT_ENDPOINT_SORT = "username"
 
@@ -115,70 +133,204 @@ def endpoint_filter_q(filters: dict, *, now=None) -> Q:
     return where
 
 
-def endpoint_ordering(sort: str) -> list:
-    """ORDER BY for an allowlisted ``sort`` key (``-`` prefix for descending); unknown keys
-    fall back to username. Always ends with ``id`` so paging never repeats or skips rows."""
+def _canonical_sort(sort: str) -> str:
+    """An allowlisted sort key, ``-`` prefixed for descending; anything else is username."""
+    descending, key = sort.startswith("-"), sort.lstrip("-")
+    if key not in ENDPOINT_SORTS:
+        return DEFAULT_ENDPOINT_SORT
+    return f"-{key}" if descending else key
+
+
+def _order_terms(sort: str) -> list[tuple]:
+    """(expression, descending, nulls) for ``sort`` (see _canonical_sort), then ``id``."""
+    sort = _canonical_sort(sort)
     descending = sort.startswith("-")
-    key = sort.lstrip("-")
-    columns = ENDPOINT_SORTS.get(key)
-    if columns is None:
-        columns, descending = ENDPOINT_SORTS[DEFAULT_ENDPOINT_SORT], False
+    return [*((expression, descending, nulls) for expression, nulls in
+              ENDPOINT_SORTS[sort.lstrip("-")]), (F("id"), descending, None)]
+
+
+def _order_by(terms: list[tuple], *, mirrored: bool = False) -> list:
+    """ORDER BY expressions for ``terms``; ``mirrored`` gives the exact reverse order (each
+    direction flipped, and NULLs at the other end), for reading a page from the end."""
     order = []
-    for column in columns:
-        expression = F(column) if isinstance(column, str) else column
-        # NULLs (no expiry, never updated) sort last both ways, on SQLite and PostgreSQL alike.
-        order.append(expression.desc(nulls_last=True) if descending
-                     else expression.asc(nulls_last=True))
-    order.append(F("id").desc() if descending else F("id").asc())
+    for expression, descending, nulls in terms:
+        if mirrored:
+            descending = not descending
+        nulls_last = nulls == NULLS_LAST
+        if mirrored and nulls:
+            nulls_last = not nulls_last
+        # Never NULLS FIRST/LAST on a NOT NULL column: PostgreSQL then sorts instead of
+        # walking the index backwards.
+        options = {"nulls_last": True} if nulls and nulls_last else (
+            {"nulls_first": True} if nulls else {})
+        order.append(expression.desc(**options) if descending else expression.asc(**options))
     return order
 
 
-def endpoint_list(
-    *, filters: dict, sort: str, offset: int, limit: int, total: int | None = None
-) -> tuple[list[Endpoint], int]:
-    """One page of cached endpoints and the number matching ``filters``.
-
-    Rows carry only LIST_COLUMNS (touching another field costs a query per row). Pass
-    ``total`` when it is already known (``endpoint_counts(filters=...)["matching"]``) to skip
-    the COUNT. An offset past the end gives an empty page, never an error.
-    """
-    qs = Endpoint.objects.filter(endpoint_filter_q(filters))
-    if total is None:
-        total = qs.count()
-    offset, limit = max(0, int(offset)), max(0, int(limit))
-    if not total or offset >= total or not limit:
-        return [], total
-    rows = list(qs.only(*LIST_COLUMNS).order_by(*endpoint_ordering(sort))[offset:offset + limit])
-    return rows, total
+def endpoint_ordering(sort: str) -> list:
+    """ORDER BY for an allowlisted ``sort`` key (``-`` prefix for descending); unknown keys
+    fall back to username. Always ends with ``id`` so paging never repeats or skips rows."""
+    return _order_by(_order_terms(sort))
 
 
-def endpoint_counts(*, filters: dict | None = None) -> dict[str, int]:
-    """The account at a glance, in one aggregate query: total, registered, not_registered,
-    expiring (within five minutes), no_application; plus ``matching`` (the number of rows
-    ``filters`` selects) when filters are given."""
-    now = timezone.now()
-    aggregates = {
-        "total": Count("id"),
-        "registered": Count("id", filter=_registered_q(now)),
-        "expiring": Count("id", filter=_expiring_q(now)),
-        "no_application": Count("id", filter=Q(app_id="")),
+@dataclass(frozen=True)
+class Matching:
+    """How many cached endpoints a filter selects and, when they are few, which (their ids):
+    a rare search then costs one scan per cache window instead of one per page view."""
+
+    count: int
+    ids: tuple[int, ...] | None = None
+    key: str = ""  # where it is cached (the ids' sort orders are cached beside it)
+
+
+def _count_key(version: int, *parts) -> str:
+    return ":".join(["endpoint-list", str(version), *map(str, parts)])
+
+
+def _window_key(version: int, now) -> str:
+    return _count_key(version, int(now.timestamp()) // COUNTS_SECONDS)
+
+
+def _glance_counts(now) -> dict[str, int]:
+    """The account at a glance, counted from the indexes alone (one range each)."""
+    # IN (true), not a bare boolean: SQLite only seeks ep_reg_expires on an equality.
+    registered = Endpoint.objects.filter(sip_registered__in=[True])
+    counts = {
+        "total": Endpoint.objects.count(),
+        "registered": registered.filter(sip_expires__isnull=True).count()
+        + registered.filter(sip_expires__gt=now).count(),
+        "expiring": registered.filter(sip_expires__gt=now,
+                                      sip_expires__lte=now + EXPIRING_WINDOW).count(),
+        "no_application": Endpoint.objects.filter(app_id="").count(),
     }
-    if filters is not None:
-        where = endpoint_filter_q(filters, now=now)
-        aggregates["matching"] = Count("id", filter=where) if where else Count("id")
-    counts = Endpoint.objects.aggregate(**aggregates)
     counts["not_registered"] = counts["total"] - counts["registered"]
     return counts
 
 
-def sub_account_choices() -> list[str]:
-    """The sub-account ids (SA_...) present in the cache, sorted; the main account is ""."""
-    return list(
-        Endpoint.objects.exclude(sub_account="")
-        .order_by("sub_account")
-        .values_list("sub_account", flat=True)
-        .distinct()
-    )
+def _glance(version: int, now) -> dict[str, int]:
+    key = _window_key(version, now)
+    glance = cache.get(key)
+    if glance is None:
+        glance = _glance_counts(now)
+        cache.set(key, glance, COUNTS_SECONDS * 2)
+    return glance
+
+
+def _version(version: int | None) -> int:
+    return sync_status_get().data_version if version is None else version
+
+
+def endpoint_matching(*, filters: dict, version: int | None = None) -> Matching:
+    """What ``filters`` selects, cached for ``version`` (SyncState.data_version, read when not
+    given) and the current COUNTS_SECONDS window. Filters that are one of the glance numbers
+    cost nothing more; any other is counted once per window, keeping the ids when there are
+    at most SMALL_RESULT."""
+    now = timezone.now()
+    version = _version(version)
+    active = {k: filters.get(k) for k in ("q", "app", "sub", "status") if filters.get(k)}
+    if not str(active.get("q", "")).strip():
+        active.pop("q", None)
+    glance = _glance(version, now)
+    if not active:
+        return Matching(glance["total"])
+    if list(active) == ["status"] and active["status"] in (
+            STATUS_REGISTERED, STATUS_NOT_REGISTERED, STATUS_EXPIRING):
+        return Matching(glance[active["status"]])
+    if active == {"app": APP_NONE}:
+        return Matching(glance["no_application"])
+    where = {k: filters.get(k) for k in ("q", "match", "alias_match", "app", "sub", "status")}
+    digest = hashlib.sha256(json.dumps(where, sort_keys=True, default=str).encode()).hexdigest()
+    key = f"{_window_key(version, now)}:matching:{digest[:32]}"
+    matching = cache.get(key)
+    if matching is None:
+        qs = Endpoint.objects.filter(endpoint_filter_q(filters, now=now)).order_by()
+        # A search with few hits has to read every row on SQLite (no index finds "contains"),
+        # so the ids come along; with many, reading stops early and a COUNT follows.
+        ids = tuple(qs.values_list("id", flat=True)[:SMALL_RESULT + 1])
+        matching = (Matching(len(ids), ids, key) if len(ids) <= SMALL_RESULT
+                    else Matching(qs.count(), None, key))
+        cache.set(key, matching, COUNTS_SECONDS * 2)
+    return matching
+
+
+def _ordered_ids(ids: tuple[int, ...], sort: str, *, key: str) -> list[int]:
+    """``ids`` in the order of ``sort``, cached under ``key``: one PRIMARY KEY read of the
+    few matching rows, sorted by the database (its collation, not Python's)."""
+    ordered = cache.get(key)
+    if ordered is None:
+        ordered = list(Endpoint.objects.filter(id__in=ids).order_by(*endpoint_ordering(sort))
+                       .values_list("id", flat=True))
+        cache.set(key, ordered, COUNTS_SECONDS * 2)
+    return ordered
+
+
+def endpoint_list(
+    *, filters: dict, sort: str, offset: int, limit: int, total: int | None = None,
+    version: int | None = None,
+) -> tuple[list[Endpoint], int]:
+    """One page of cached endpoints and the number matching ``filters``.
+
+    Rows carry only LIST_COLUMNS (touching another field costs a query per row). The total
+    comes from ``endpoint_matching`` (cached), unless it is given. When few rows match, the
+    page is read by primary key from their ids in sort order (cached); otherwise it is an
+    index walk in the sort order that stops after the page, from the end in the mirrored
+    order for a page in the back half (so the last page costs what the first does). An
+    offset past the end gives an empty page, never an error.
+    """
+    offset, limit = max(0, int(offset)), max(0, int(limit))
+    matching = None
+    if total is None:
+        matching = endpoint_matching(filters=filters, version=version)
+        total = matching.count
+    if not total or offset >= total or not limit:
+        return [], total
+    if matching and matching.ids is not None:
+        sort = _canonical_sort(sort)
+        ordered = _ordered_ids(matching.ids, sort, key=f"{matching.key}:order:{sort}")
+        page_ids = ordered[offset:offset + limit]
+        found = Endpoint.objects.only(*LIST_COLUMNS).in_bulk(page_ids)
+        return [found[i] for i in page_ids if i in found], total
+    qs = Endpoint.objects.filter(endpoint_filter_q(filters)).only(*LIST_COLUMNS)
+    terms = _order_terms(sort)
+    size = min(limit, total - offset)
+    if offset + size / 2 > total / 2:
+        from_end = total - offset - size
+        rows = list(qs.order_by(*_order_by(terms, mirrored=True))[from_end:from_end + size])
+        rows.reverse()
+    else:
+        rows = list(qs.order_by(*_order_by(terms))[offset:offset + limit])
+    return rows, total
+
+
+def endpoint_counts(*, filters: dict | None = None, version: int | None = None) -> dict[str, int]:
+    """The account at a glance: total, registered, not_registered, expiring (within five
+    minutes), no_application; plus ``matching`` (the rows ``filters`` selects) when filters
+    are given.
+
+    Cached for ``version`` (SyncState.data_version; read when not given) and the current
+    COUNTS_SECONDS window: the first request of a window counts, the others reuse it.
+    """
+    version = _version(version)
+    counts = dict(_glance(version, timezone.now()))
+    if filters is not None:
+        counts["matching"] = endpoint_matching(filters=filters, version=version).count
+    return counts
+
+
+def sub_account_choices(*, version: int | None = None) -> list[str]:
+    """The sub-account ids (SA_...) present in the cache, sorted; the main account is "".
+    Cached per cache version."""
+    key = _count_key(_version(version), "sub-accounts")
+    choices = cache.get(key)
+    if choices is None:
+        choices = list(
+            Endpoint.objects.exclude(sub_account="")
+            .order_by("sub_account")
+            .values_list("sub_account", flat=True)
+            .distinct()
+        )
+        cache.set(key, choices, CHOICES_SECONDS)
+    return choices
 
 
 AUDIT_ACTIONS = (

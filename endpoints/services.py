@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from . import vobiz
@@ -134,6 +134,20 @@ def _app_names() -> dict[str, str]:
     return dict(Application.objects.values_list("app_id", "name"))
 
 
+def cache_changed() -> None:
+    """Record that the endpoint cache changed: the list's cached counts and choices, kept
+    per SyncState.data_version, are recomputed on the next request in every process."""
+    if not SyncState.objects.filter(name=SYNC_NAME).update(data_version=F("data_version") + 1):
+        SyncState.objects.get_or_create(name=SYNC_NAME, defaults={"data_version": 1})
+
+
+def uncache_endpoint(endpoint_id: str) -> None:
+    """Drop an endpoint Vobiz no longer has from the cache."""
+    deleted, _ = Endpoint.objects.filter(endpoint_id=endpoint_id).delete()
+    if deleted:
+        cache_changed()
+
+
 def cache_endpoint(remote: RemoteEndpoint) -> Endpoint:
     """Upsert one endpoint from a live read and return the cache row."""
     app_name = remote.app_name
@@ -143,9 +157,14 @@ def cache_endpoint(remote: RemoteEndpoint) -> Endpoint:
             or ""
         )
     row = _endpoint_row(remote, app_names={remote.app_id: app_name}, now=timezone.now())
+    before = (Endpoint.objects.filter(endpoint_id=remote.endpoint_id)
+              .values_list("fingerprint", flat=True).first())
     Endpoint.objects.bulk_create(
         [row], update_conflicts=True, unique_fields=["endpoint_id"], update_fields=ENDPOINT_COLUMNS
     )
+    # Opening an endpoint page re-reads it; only a real change invalidates the list's counts.
+    if before != row.fingerprint:
+        cache_changed()
     return Endpoint.objects.get(endpoint_id=remote.endpoint_id)
 
 
@@ -333,6 +352,7 @@ class _EndpointWriter:
             else:
                 with connection.cursor() as cursor:
                     cursor.executemany(self.sql, rows)
+        cache_changed()  # after the commit: never hold the sync-state row during a write
 
     def _copy_and_upsert(self, rows: list[tuple]) -> None:
         import psycopg
@@ -364,6 +384,8 @@ def _sweep(*, known: dict[str, str], seen: set[str], now) -> int:
             endpoint_id__in=gone[start:start + UPSERT_BATCH], synced_at__lt=now
         ).delete()
         deleted += count
+    if deleted:
+        cache_changed()
     return deleted
 
 
@@ -516,7 +538,7 @@ def _reread_quietly(client, endpoint_id: str) -> Endpoint | None:
     try:
         return cache_endpoint(client.get_endpoint(endpoint_id))
     except VobizNotFound:
-        Endpoint.objects.filter(endpoint_id=endpoint_id).delete()
+        uncache_endpoint(endpoint_id)
     except VobizError:
         pass
     return None
@@ -535,7 +557,7 @@ def endpoint_fetch(*, endpoint_id: str, client: vobiz.VobizClient | None = None)
     try:
         remote = client.get_endpoint(endpoint_id)
     except VobizNotFound:
-        Endpoint.objects.filter(endpoint_id=endpoint_id).delete()
+        uncache_endpoint(endpoint_id)
         raise
     return cache_endpoint(remote)
 
@@ -616,7 +638,7 @@ def _current(client, endpoint_id: str) -> RemoteEndpoint:
     try:
         return client.get_endpoint(endpoint_id)
     except VobizNotFound:
-        Endpoint.objects.filter(endpoint_id=endpoint_id).delete()
+        uncache_endpoint(endpoint_id)
         raise
 
 
@@ -786,6 +808,6 @@ def endpoint_delete(*, user, endpoint_id: str, client: vobiz.VobizClient | None 
         _audit(user=user, action="delete", endpoint_id=endpoint_id, endpoint_username=label,
                outcome=_failure_outcome(exc), message=exc.message)
         raise
-    Endpoint.objects.filter(endpoint_id=endpoint_id).delete()
+    uncache_endpoint(endpoint_id)
     _audit(user=user, action="delete", endpoint_id=endpoint_id, endpoint_username=label,
            outcome=AuditEvent.Outcome.DONE, message=message)

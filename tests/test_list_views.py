@@ -210,12 +210,28 @@ def test_query_count_is_the_same_for_20_and_100_rows(support, db):
     assert queries(20) == queries(100)
 
 
-def test_list_uses_one_count_query(support, db):
+def test_list_counts_once_then_serves_the_counts_from_the_cache(support, db):
     make_rows(30)
-    with CaptureQueriesContext(connection) as ctx:
-        support.get(LIST, {"q": "bulk"}, **HX)
-    counting = [q for q in ctx.captured_queries if "COUNT(" in q["sql"].upper()]
-    assert len(counting) == 1
+
+    def counting():
+        with CaptureQueriesContext(connection) as ctx:
+            html = text(support.get(LIST, {"q": "bulk"}, **HX))
+        return [q for q in ctx.captured_queries if "COUNT(" in q["sql"].upper()], html
+
+    first, html = counting()
+    assert first and "of <strong>30</strong>" in html
+    again, html = counting()
+    assert again == [] and "of <strong>30</strong>" in html
+
+
+def test_a_write_through_the_dashboard_shows_in_the_counts_at_once(support, synced, sandbox):
+    before = text(support.get(LIST, {"q": "Desk-Fresh"}))
+    assert "<strong>0</strong> endpoints" in before
+    endpoint = first_endpoint()
+    support.post(reverse("endpoints:alias", args=[endpoint.endpoint_id]),
+                 {"alias": "Desk-Fresh", "seen_alias": endpoint.alias}, **HX)
+    after = text(support.get(LIST, {"q": "Desk-Fresh"}))
+    assert "of <strong>1</strong> endpoint" in after and endpoint.username in after
 
 
 @pytest.mark.parametrize(

@@ -206,3 +206,18 @@ def test_sync_worker_keeps_syncing_every_interval(sandbox, capsys):
     call_command("sync_endpoints", every=0.05, iterations=3)
     assert capsys.readouterr().out.count("Synced 30 endpoints") == 3
     assert sandbox.stats()["requests"]["GET /Application/"] == 3
+
+
+def test_a_sync_that_changes_the_cache_shows_in_the_list_counts_at_once(sandbox, db):
+    from endpoints import selectors
+
+    sandbox.reset(endpoints=40)
+    services.endpoint_sync_all()
+    assert selectors.endpoint_counts()["total"] == 40  # now cached for this version
+    version = SyncState.objects.get(name="endpoints").data_version
+    services.endpoint_sync_all()  # nothing changed: the cached counts stay valid
+    assert SyncState.objects.get(name="endpoints").data_version == version
+    sandbox.reset(endpoints=55, seed=2)
+    services.endpoint_sync_all()
+    assert SyncState.objects.get(name="endpoints").data_version > version
+    assert selectors.endpoint_counts()["total"] == 55

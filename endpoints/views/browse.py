@@ -131,22 +131,22 @@ def _pager(page: int, last_page: int) -> dict:
 
 
 def _list_context(request) -> dict:
+    sync = selectors.sync_status_get()
     form = EndpointFilterForm(
         request.GET,
         applications=selectors.application_choices(),
-        sub_accounts=selectors.sub_account_choices(),
+        sub_accounts=selectors.sub_account_choices(version=sync.data_version),
     )
     filters = form.cleaned_filters()
     size = _page_size(request, form)
     sort = _sort(request.GET.get("sort", ""))
-    counts = selectors.endpoint_counts(filters=filters)
+    counts = selectors.endpoint_counts(filters=filters, version=sync.data_version)
     total = counts["matching"]
     last_page = max(1, math.ceil(total / size))
     page = min(_page_number(request.GET.get("page")), last_page)
     offset = (page - 1) * size
     rows, total = selectors.endpoint_list(filters=filters, sort=sort, offset=offset, limit=size,
-                                          total=total)
-    sync = selectors.sync_status_get()
+                                          version=sync.data_version)
     return {
         "form": form,
         "filters": filters,
