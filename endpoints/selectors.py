@@ -7,9 +7,9 @@ import json
 from dataclasses import dataclass
 
 from django.core.cache import cache
-from django.db.models import F, Q
+from django.db.models import F, Func, Q
 from django.db.models.functions import Upper
-from django.db.models.lookups import IsNull
+from django.db.models.lookups import Exact, GreaterThan, IsNull, LessThanOrEqual
 from django.utils import timezone
 
 from . import models
@@ -88,22 +88,43 @@ APP_NONE = "none"
 SUB_MAIN = "main"
 
 
-def _registered_q(now) -> Q:
+class _NoSeek(Func):
+    """A column as it is, written ``+column`` on SQLite: its documented way to keep the
+    planner from seeking an index for that term. SQLite has no statistics for ranges, so for
+    a filter that selects thousands of rows it would seek the filter's index and sort them
+    all (the expiring filter: 15,000 rows, ~100 ms) instead of walking the sort's index and
+    stopping after one page (~2 ms). PostgreSQL plans this from its statistics."""
+
+    template = "%(expressions)s"
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return super().as_sql(compiler, connection, template="+%(expressions)s", **extra)
+
+
+def _column(name: str, seek: bool):
+    return F(name) if seek else _NoSeek(F(name), output_field=Endpoint._meta.get_field(name))
+
+
+def _registered_q(now, seek: bool = True) -> Q:
     """Registered now: Vobiz said so at the last sync and the registration has not lapsed."""
-    return Q(sip_registered=True) & (Q(sip_expires__isnull=True) | Q(sip_expires__gt=now))
+    expires = _column("sip_expires", seek)
+    return Q(sip_registered=True) & (Q(IsNull(expires, True)) | Q(GreaterThan(expires, now)))
 
 
-def _expiring_q(now) -> Q:
-    return Q(sip_registered=True, sip_expires__gt=now, sip_expires__lte=now + EXPIRING_WINDOW)
+def _expiring_q(now, seek: bool = True) -> Q:
+    expires = _column("sip_expires", seek)
+    return Q(sip_registered=True) & Q(GreaterThan(expires, now)) & Q(
+        LessThanOrEqual(expires, now + EXPIRING_WINDOW))
 
 
-def endpoint_filter_q(filters: dict, *, now=None) -> Q:
+def endpoint_filter_q(filters: dict, *, now=None, seek: bool = True) -> Q:
     """The WHERE clause for the list's filters.
 
     Keys (all optional, unknown values ignored): ``q`` (username or alias), ``match``
     (contains / exact / startswith, for the username part of ``q``), ``alias_match``
     (contains / exact), ``app`` ("none" or an app id), ``sub`` ("main" or an SA_ id),
-    ``status`` (registered / not_registered / expiring).
+    ``status`` (registered / not_registered / expiring). ``seek=False`` keeps SQLite from
+    using an index for the application, sub-account and registration terms (see _NoSeek).
     """
     now = now or timezone.now()
     where = Q()
@@ -114,22 +135,18 @@ def endpoint_filter_q(filters: dict, *, now=None) -> Q:
                                                "icontains")
         where &= Q(**{f"username__{user_lookup}": q}) | Q(**{f"alias__{alias_lookup}": q})
     app = filters.get("app") or ""
-    if app == APP_NONE:
-        where &= Q(app_id="")
-    elif app:
-        where &= Q(app_id=app)
+    if app:
+        where &= Q(Exact(_column("app_id", seek), "" if app == APP_NONE else app))
     sub = filters.get("sub") or ""
-    if sub == SUB_MAIN:
-        where &= Q(sub_account="")
-    elif sub:
-        where &= Q(sub_account=sub)
+    if sub:
+        where &= Q(Exact(_column("sub_account", seek), "" if sub == SUB_MAIN else sub))
     status = filters.get("status") or ""
     if status == STATUS_REGISTERED:
-        where &= _registered_q(now)
+        where &= _registered_q(now, seek)
     elif status == STATUS_EXPIRING:
-        where &= _expiring_q(now)
+        where &= _expiring_q(now, seek)
     elif status == STATUS_NOT_REGISTERED:
-        where &= ~_registered_q(now)
+        where &= ~_registered_q(now, seek)
     return where
 
 
@@ -290,7 +307,10 @@ def endpoint_list(
         page_ids = ordered[offset:offset + limit]
         found = Endpoint.objects.only(*LIST_COLUMNS).in_bulk(page_ids)
         return [found[i] for i in page_ids if i in found], total
-    qs = Endpoint.objects.filter(endpoint_filter_q(filters)).only(*LIST_COLUMNS)
+    # Many matches: walk the sort's index and stop after the page (a filter's own index
+    # would make SQLite read and sort every match).
+    seek = total < SMALL_RESULT
+    qs = Endpoint.objects.filter(endpoint_filter_q(filters, seek=seek)).only(*LIST_COLUMNS)
     terms = _order_terms(sort)
     size = min(limit, total - offset)
     if offset + size / 2 > total / 2:

@@ -5,9 +5,15 @@ template nodes and several ``date`` filter calls: at 100 rows that was most of t
 server time. Output is built with ``format_html``, so every value is escaped.
 """
 
+from urllib.parse import quote
+
 from django import template
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import RFC3986_SUBDELIMS
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import timesince, timeuntil
 
@@ -41,6 +47,10 @@ def _missing(what: str) -> SafeString:
                        '<span class="visually-hidden">{}</span></span>', what)
 
 
+NO_DEVICE = _missing("No device")
+NO_EXPIRY = _missing("No expiry")
+
+
 @register.simple_tag
 def registration_status(endpoint) -> SafeString:
     """The endpoint's registration status as an icon and a word (Endpoint.registration_status)."""
@@ -59,7 +69,7 @@ def expiry(endpoint) -> SafeString:
     """When the registration runs (or ran) out, relative: "in 31 minutes", "2 minutes ago"."""
     moment = endpoint.sip_expires
     if moment is None:
-        return _missing("No expiry")
+        return NO_EXPIRY
     text = (f"in {timeuntil(moment)}" if endpoint.expires_in_future
             else f"{timesince(moment)} ago")
     return format_html('<time datetime="{}" title="{}">{}</time>', _iso(moment), _full(moment),
@@ -68,12 +78,37 @@ def expiry(endpoint) -> SafeString:
 
 @register.simple_tag
 def updated(moment) -> SafeString:
-    """The day of the last change at Vobiz, with the exact time and its age as the title."""
+    """The day of the last change at Vobiz, with the exact time as the title."""
     if moment is None:
         return NO_UPDATE
     local = timezone.localtime(moment)
-    return format_html('<time datetime="{}" title="{} ({} ago)">{}</time>',
-                       local.isoformat(), _full(moment), timesince(moment), f"{local:%Y-%m-%d}")
+    return format_html('<time datetime="{}" title="{}">{}</time>', local.isoformat(),
+                       _full(moment), f"{local:%Y-%m-%d}")
+
+
+# An id the URL converter accepts and that no URL holds otherwise.
+_ID_SLOT = "0ENDPOINTID0"
+# (route name, script prefix, urlconf) -> the reversed URL split around the id.
+_url_slots: dict[tuple, list[str]] = {}
+
+
+@receiver(setting_changed)
+def _forget_url_slots(*, setting, **kwargs):
+    if setting in ("ROOT_URLCONF", "FORCE_SCRIPT_NAME"):
+        _url_slots.clear()
+
+
+@register.simple_tag
+def endpoint_url(name: str, endpoint_id: str) -> str:
+    """``{% url name endpoint_id %}`` for one of the per-endpoint routes, at a fraction of
+    the cost (each list row links two): the route is reversed once and the id put in its
+    place, quoted as reverse() quotes (RFC 3986 path characters)."""
+    key = (name, get_script_prefix(), get_urlconf())
+    slot = _url_slots.get(key)
+    if slot is None:
+        slot = _url_slots[key] = reverse(name, args=[_ID_SLOT]).split(_ID_SLOT)
+    head, tail = slot
+    return head + quote(str(endpoint_id), safe=RFC3986_SUBDELIMS + "/~:@") + tail
 
 
 @register.simple_tag
@@ -89,7 +124,7 @@ def endpoint_cells(endpoint) -> SafeString:
             if endpoint.sip_user_agent else "",
         )
     else:
-        device = _missing("No device")
+        device = NO_DEVICE
     application = (endpoint.app_name or endpoint.app_id) if endpoint.app_id else NO_APPLICATION
     sub_account = (format_html("<code>{}</code>", endpoint.sub_account) if endpoint.sub_account
                    else MAIN_ACCOUNT)

@@ -164,6 +164,7 @@ def _list_context(request) -> dict:
         "pager": _pager(page, last_page),
         "counts": counts,
         "list_url": request.get_full_path(),
+        "list_path": reverse("endpoints:list"),
         "sync": sync,
         "sync_polling": _sync_running(sync),
     }
