@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import orjson
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
@@ -84,9 +85,35 @@ class EditConflict(VobizError):
 # --- cache rows ---------------------------------------------------------------------------
 
 
+# For what orjson refuses; one encoder for all (json.dumps with options makes one per call).
+_canonical_json = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":")).encode
+
+
 def _raw_json(remote: RemoteEndpoint) -> str:
-    """The payload as canonical JSON: what the fingerprint hashes and what a sync stores."""
-    return json.dumps(remote.raw, sort_keys=True, default=str, separators=(",", ":"))
+    """The payload as canonical JSON (sorted keys, no spaces): what the fingerprint hashes
+    and what a sync stores. orjson does it in a tenth of the time json takes, which was a
+    sixth of a sync's CPU; the standard library takes what orjson refuses (integers beyond
+    64 bits, lone surrogates: a payload may hold anything)."""
+    try:
+        return orjson.dumps(remote.raw, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:  # orjson.JSONEncodeError is one
+        return _canonical_json(remote.raw)
+
+
+def _datetime_adapter(ops) -> Callable:
+    """The backend's datetime adapter, or on SQLite (with USE_TZ) the same conversion
+    without Django's per-call checks: a sync adapts ~250,000 timestamps per 100,000
+    endpoints. Values are aware (the client makes them so); a naive one takes Django's path."""
+    if connection.vendor != "sqlite" or not settings.USE_TZ:
+        return ops.adapt_datetimefield_value
+    zone = connection.timezone
+
+    def adapt(value):
+        if value is None or value.tzinfo is None:
+            return ops.adapt_datetimefield_value(value)
+        return value.astimezone(zone).replace(tzinfo=None).isoformat(" ")  # = str()
+
+    return adapt
 
 
 def _contact(contact: str) -> str:
@@ -275,7 +302,7 @@ class _EndpointWriter:
         ops = connection.ops
         quote = ops.quote_name
         self.app_names = app_names
-        self.adapt_datetime = ops.adapt_datetimefield_value
+        self.adapt_datetime = _datetime_adapter(ops)
         self.now = self.adapt_datetime(now)
         self.postgres = connection.vendor == "postgresql"
         table = quote(Endpoint._meta.db_table)

@@ -2,7 +2,12 @@
 path stores, never overwrites a row written after the sync started, and leaves unchanged
 rows alone."""
 
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
 from django.forms.models import model_to_dict
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from endpoints import services
 from endpoints.models import Endpoint, SyncState
@@ -92,3 +97,35 @@ def test_very_long_contacts_are_cut_to_fit_the_sort_index():
     cut = services._contact(wide)
     assert wide.startswith(cut) and len(cut.encode()) <= 2000
     assert services._contact("sip:jane@198.51.100.7:5060") == "sip:jane@198.51.100.7:5060"
+
+
+def _remote(raw):
+    from endpoints import vobiz
+
+    return vobiz.parse_endpoint({"endpoint_id": "1", "username": "u", **raw})
+
+
+def test_canonical_json_sorts_keys_and_is_the_same_whatever_the_order_vobiz_sends():
+    a = services._raw_json(_remote({"alias": "Désk", "b": [1, {"y": 2, "x": None}]}))
+    b = services._raw_json(_remote({"b": [1, {"x": None, "y": 2}], "alias": "Désk"}))
+    assert a == b == '{"alias":"Désk","b":[1,{"x":null,"y":2}],"endpoint_id":"1","username":"u"}'
+
+
+def test_canonical_json_takes_what_orjson_refuses():
+    # Integers beyond 64 bits and lone surrogates (json.loads makes both from valid JSON).
+    huge = services._raw_json(_remote({"n": 10**30}))
+    assert json.loads(huge)["n"] == 10**30
+    lone = services._raw_json(_remote({"alias": "\ud800"}))
+    assert json.loads(lone)["alias"] == "\ud800"
+
+
+@settings(max_examples=200, deadline=None)
+@given(moment=st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(9998, 12, 31),
+                           timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
+                                                      timezone(timedelta(hours=-8))])))
+def test_the_fast_datetime_adapter_writes_what_django_writes(moment):
+    from django.db import connection
+
+    adapt = services._datetime_adapter(connection.ops)
+    assert adapt(moment) == connection.ops.adapt_datetimefield_value(moment)
+    assert adapt(None) is None

@@ -420,3 +420,21 @@ def test_get_client_is_shared_per_settings(sandbox, settings):
     assert vobiz.get_client() is first
     settings.VOBIZ_READ_TIMEOUT = 2.5
     assert vobiz.get_client() is not first
+
+
+def test_a_proxy_set_in_the_environment_is_used(sandbox, monkeypatch):
+    # Read once when the client is made (not on every call): point it at a closed port.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    proxied = VobizClient(base_url=sandbox.server.api_url, auth_id="MA_SANDBOX01",
+                          auth_token="sandbox-token", max_retries=0)
+    with pytest.raises(VobizUnavailable):
+        proxied.list_endpoints(limit=1)
+    monkeypatch.delenv("HTTP_PROXY")
+    direct = VobizClient(base_url=sandbox.server.api_url, auth_id="MA_SANDBOX01",
+                         auth_token="sandbox-token", max_retries=0)
+    assert direct.list_endpoints(limit=1).total_count == 30

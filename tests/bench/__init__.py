@@ -86,6 +86,20 @@ def child_env(**extra: str) -> dict[str, str]:
 # --- the machine --------------------------------------------------------------------------
 
 
+def cpu_reference() -> float:
+    """Seconds this machine takes for a fixed pure-Python loop (median of 3): a yardstick for
+    comparing runs. Shared cloud machines here were seen to vary 2x within an hour, and the
+    sync and the list are CPU-bound."""
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(5_000_000):
+            total += i
+        times.append(time.perf_counter() - started)
+    return round(statistics.median(times), 3)
+
+
 def machine() -> dict[str, Any]:
     import sqlite3
 
@@ -121,6 +135,7 @@ def machine() -> dict[str, Any]:
         "postgresql": pg,
         "os": platform.platform(),
         "load_at_start": [round(x, 2) for x in load],
+        "cpu_reference_s": cpu_reference(),
     }
 
 
@@ -830,7 +845,9 @@ def render_report(report: dict[str, Any]) -> str:
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM; Python {m['python']}, "
         f"SQLite {m['sqlite']}, PostgreSQL {m['postgresql']}; {m['os']}; "
-        f"load average at start {m['load_at_start']}.",
+        f"load average at start {m['load_at_start']}; CPU yardstick (a 5,000,000-step Python "
+        f"loop) {m['cpu_reference_s']} s at the start, {report.get('cpu_reference_end_s')} s "
+        "at the end.",
         f"Settings: DEBUG off; {report['runs']} runs per query after one warm-up (medians; "
         "'cold' clears Django's cache before each of 3 requests, so the counts are counted "
         "again); list page size "

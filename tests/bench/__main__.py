@@ -95,6 +95,7 @@ def main(argv: list[str]) -> int:
             report["databases"].append(json.loads(Path(out).read_text()))
         Path(out).unlink(missing_ok=True)
     report["seconds"] = time.perf_counter() - started
+    report["cpu_reference_end_s"] = bench.cpu_reference()
     text = bench.render_report(report)
     report["table_markdown"] = text
     bench.write_json(report, args.json)
