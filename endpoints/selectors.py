@@ -25,8 +25,17 @@ def endpoint_get_cached(*, endpoint_id: str) -> Endpoint | None:
     return Endpoint.objects.filter(endpoint_id=endpoint_id).first()
 
 
-def application_choices() -> list[Application]:
-    return list(Application.objects.only("app_id", "name").order_by("name", "app_id"))
+def application_choices(*, version: int | None = None) -> list[Application]:
+    """The synced applications (app_id and name), by name; cached per cache version when
+    ``version`` is given (a sync that changes them bumps it)."""
+    if version is None:
+        return list(Application.objects.only("app_id", "name").order_by("name", "app_id"))
+    key = _count_key(version, "applications")
+    choices = cache.get(key)
+    if choices is None:
+        choices = application_choices()
+        cache.set(key, choices, CHOICES_SECONDS)
+    return choices
 
 
 # --- the endpoint list, its counts, and the audit log ---------------------------------------
@@ -260,7 +269,10 @@ def endpoint_matching(*, filters: dict, version: int | None = None) -> Matching:
     key = f"{_window_key(version, now)}:matching:{digest[:32]}"
     matching = cache.get(key)
     if matching is None:
-        qs = Endpoint.objects.filter(endpoint_filter_q(filters, now=now)).order_by()
+        # A search reads every row anyway: let SQLite scan the table in order rather than
+        # seek a registration index and fetch rows one by one (~4x slower).
+        seek = "q" not in active
+        qs = Endpoint.objects.filter(endpoint_filter_q(filters, now=now, seek=seek)).order_by()
         # A search with few hits has to read every row on SQLite (no index finds "contains"),
         # so the ids come along; with many, reading stops early and a COUNT follows.
         ids = tuple(qs.values_list("id", flat=True)[:SMALL_RESULT + 1])

@@ -271,6 +271,8 @@ def application_sync_all(*, client: vobiz.VobizClient, now) -> int:
     for remote in remotes:  # keep the denormalised name on endpoints in step with renames
         if remote.app_id in old_names and old_names[remote.app_id] != remote.name:
             Endpoint.objects.filter(app_id=remote.app_id).update(app_name=remote.name[:255])
+    if _app_names() != old_names:  # the list's application filter choices are cached
+        cache_changed()
     return len(remotes)
 
 

@@ -221,3 +221,17 @@ def test_a_sync_that_changes_the_cache_shows_in_the_list_counts_at_once(sandbox,
     services.endpoint_sync_all()
     assert SyncState.objects.get(name="endpoints").data_version > version
     assert selectors.endpoint_counts()["total"] == 55
+
+
+def test_a_sync_that_changes_the_applications_shows_in_the_filter_choices(sandbox, db):
+    from endpoints import selectors
+
+    sandbox.reset(endpoints=10, applications=2)
+    services.endpoint_sync_all()
+    version = SyncState.objects.get(name="endpoints").data_version
+    assert len(selectors.application_choices(version=version)) == 2  # cached
+    sandbox.reset(endpoints=10, applications=5)
+    services.endpoint_sync_all()
+    version = SyncState.objects.get(name="endpoints").data_version
+    names = {a.name for a in selectors.application_choices(version=version)}
+    assert names == set(Application.objects.values_list("name", flat=True)) and len(names) == 5

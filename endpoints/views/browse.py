@@ -134,7 +134,7 @@ def _list_context(request) -> dict:
     sync = selectors.sync_status_get()
     form = EndpointFilterForm(
         request.GET,
-        applications=selectors.application_choices(),
+        applications=selectors.application_choices(version=sync.data_version),
         sub_accounts=selectors.sub_account_choices(version=sync.data_version),
     )
     filters = form.cleaned_filters()
