@@ -10,7 +10,7 @@ SANDBOX_ADDR ?= 127.0.0.1:8765
 DEMO_ENDPOINTS ?= 500
 DEMO_APPLICATIONS ?= 8
 
-.PHONY: run test lint bench loadtest browser-deps sandbox clean
+.PHONY: run test lint bench loadtest screenshots browser-deps sandbox clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -43,6 +43,12 @@ test: $(STAMP) browser-deps
 # bounded in count and time); prints the figures and writes load-results.json.
 loadtest: $(STAMP)
 	@$(PY) -m pytest tests/load -q -s -p no:cacheprovider
+
+# The README's screenshots (docs/screenshots/), taken by the browser tests that render those
+# pages; a plain test run writes its screenshots to test-results/ instead.
+screenshots: $(STAMP) browser-deps
+	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/browser \
+	  -k "search_and_match_modes or endpoint_page_shows_settings or create_shows_the_stored"
 
 browser-deps:
 	@if [ ! -x /usr/bin/chromium ]; then \

@@ -1,8 +1,12 @@
 """Browser fixtures: a live Django server pointed at the sandbox, with a synced cache,
 and a logged-in Chromium page for each role."""
 
+import os
+from pathlib import Path
+
 import pytest
 
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.browser
 
 
@@ -34,3 +38,20 @@ def admin_page(page, live, admin_user_role):
 def support_page(page, live, support_user):
     login(page, live, support_user.username)
     return page
+
+
+@pytest.fixture
+def screenshot():
+    """``screenshot(page, "list.png")``: a full-page screenshot. Test runs write them to
+    test-results/screenshots/ (ignored by git); ``make screenshots`` sets SCREENSHOTS_DIR to
+    docs/screenshots/, the README's copies, so a test run never dirties the tree."""
+    folder = Path(os.environ.get("SCREENSHOTS_DIR") or ROOT / "test-results" / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def take(page, name):
+        path = folder / name
+        page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 10_000  # a rendered page, not a blank one
+        return path
+
+    return take

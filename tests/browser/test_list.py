@@ -4,7 +4,6 @@ The live server reads the cache a real sync filled from the sandbox (30 endpoint
 the tests read the count from the cache rather than assume it)."""
 
 import re
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -13,8 +12,6 @@ from endpoints import selectors
 from endpoints.models import Endpoint
 
 pytestmark = pytest.mark.browser
-
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 
@@ -33,7 +30,7 @@ def names_in_db(filters, sort="username", limit=20):
     return [e.username for e in found]
 
 
-def test_search_and_match_modes_swap_the_table(admin_page, live):
+def test_search_and_match_modes_swap_the_table(admin_page, live, screenshot):
     page = admin_page
     page.set_viewport_size({"width": 1280, "height": 900})
     expect(rows(page)).to_have_count(20)
@@ -70,8 +67,7 @@ def test_search_and_match_modes_swap_the_table(admin_page, live):
     # would copy on the next swap (and the CSP would refuse).
     page.goto(live + "/")
     expect(rows(page)).to_have_count(20)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "list.png"), full_page=True)
+    screenshot(page, "list.png")
 
 
 def test_application_sub_account_and_registration_filters(support_page, live):

@@ -1,17 +1,14 @@
 """The endpoint page and its write forms in Chromium, against the sandbox.
 
-Screenshots of the endpoint page and the create form go to docs/screenshots/.
+Screenshots of the endpoint page and the create form: see the ``screenshot`` fixture.
 """
 
 import re
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
-
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 
@@ -51,7 +48,8 @@ def csrf_token(page):
 # --- endpoint page --------------------------------------------------------------------------
 
 
-def test_endpoint_page_shows_settings_and_copies_them(admin_page, live, sandbox, wide):
+def test_endpoint_page_shows_settings_and_copies_them(admin_page, live, sandbox, wide,
+                                                      screenshot):
     page = admin_page
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live)
     row = cached(username="john_doe")
@@ -60,8 +58,7 @@ def test_endpoint_page_shows_settings_and_copies_them(admin_page, live, sandbox,
     expect(page.get_by_text("Locked (set at creation)")).to_have_count(4)
     expect(page.get_by_text("Zoiper v5.4.5").first).to_be_visible()
     expect(page.locator("time[data-countdown]")).to_have_text(re.compile(r"^in \d+ min \d\d s$"))
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "endpoint.png"), full_page=True)
+    screenshot(page, "endpoint.png")
 
     page.get_by_role("button", name="Copy username").click()
     expect(page.get_by_role("button", name="Copied")).to_be_visible()
@@ -84,13 +81,12 @@ def test_endpoint_page_falls_back_to_the_cached_copy_when_vobiz_is_down(admin_pa
 
 
 def test_create_shows_the_stored_username_and_the_password_once(admin_page, live, sandbox,
-                                                                 wide):
+                                                                 wide, screenshot):
     page = admin_page
     page.goto(f"{live}/endpoints/new/")
     expect(page.get_by_label("Calls to other domains")).not_to_be_checked()
     expect(page.get_by_label("Voice calls")).to_be_checked()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "create.png"), full_page=True)
+    screenshot(page, "create.png")
 
     page.get_by_label("Username").fill("browserdesk")
     page.get_by_role("button", name="Generate").click()
