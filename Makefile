@@ -44,11 +44,10 @@ test: $(STAMP) browser-deps
 loadtest: $(STAMP)
 	@$(PY) -m pytest tests/load -q -s -p no:cacheprovider
 
-# The README's screenshots (docs/screenshots/), taken by the browser tests that render those
-# pages; a plain test run writes its screenshots to test-results/ instead.
+# The README's screenshots (docs/screenshots/): the browser tests that take one (they use the
+# screenshot fixture); a plain test run writes its screenshots to test-results/ instead.
 screenshots: $(STAMP) browser-deps
-	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/browser \
-	  -k "search_and_match_modes or endpoint_page_shows_settings or create_shows_the_stored"
+	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/browser
 
 browser-deps:
 	@if [ ! -x /usr/bin/chromium ]; then \

@@ -54,8 +54,9 @@ def _full(local) -> str:
     return f"{local.replace(tzinfo=None).isoformat(' ', 'seconds')} {local.tzname() or ''}".rstrip()
 
 
-def _time(moment, zone, text: str) -> str:
-    local = moment.astimezone(zone)
+def _time(local, text: str) -> str:
+    """``text`` as a <time> of ``local`` (already in the display zone), the exact time as
+    its title."""
     return (f'<time datetime="{local.isoformat()}" title="{_esc(_full(local))}">'
             f"{_esc(text)}</time>")
 
@@ -75,15 +76,14 @@ def _expiry(endpoint, zone) -> str:
         return NO_EXPIRY
     text = (f"in {timeuntil(moment)}" if endpoint.expires_in_future
             else f"{timesince(moment)} ago")
-    return _time(moment, zone, text)
+    return _time(moment.astimezone(zone), text)
 
 
 def _updated(moment, zone) -> str:
     if moment is None:
         return NO_UPDATE
     local = moment.astimezone(zone)
-    return (f'<time datetime="{local.isoformat()}" title="{_esc(_full(local))}">'
-            f"{local.date().isoformat()}</time>")
+    return _time(local, local.date().isoformat())
 
 
 @register.simple_tag
@@ -107,6 +107,7 @@ def updated(moment) -> SafeString:
 
 # An id the URL converter accepts and that no URL holds otherwise.
 _ID_SLOT = "0ENDPOINTID0"
+_PATH_SAFE = RFC3986_SUBDELIMS + "/~:@"  # what reverse() leaves unquoted
 # (route name, script prefix, urlconf) -> the reversed URL split around the id.
 _url_slots: dict[tuple, list[str]] = {}
 
@@ -124,9 +125,6 @@ def _url_maker(name: str, where: tuple):
         slot = _url_slots[key] = reverse(name, args=[_ID_SLOT]).split(_ID_SLOT)
     head, tail = slot
     return lambda endpoint_id: head + quote(str(endpoint_id), safe=_PATH_SAFE) + tail
-
-
-_PATH_SAFE = RFC3986_SUBDELIMS + "/~:@"  # what reverse() leaves unquoted
 
 
 @register.simple_tag
@@ -180,9 +178,20 @@ def endpoint_row(endpoint, can_edit: bool = False, refocus: bool = False) -> Saf
             f'<span class="visually-hidden"> of {username}</span></button>'
         )
     return mark_safe(  # noqa: S308 - every value is escaped
-        f'<tr id="ep-{_esc(endpoint_id)}">'
-        f'<th scope="row" class="mono username">'
-        f'<a href="{_esc(_url_maker("endpoints:detail", where)(endpoint_id))}">{username}</a></th>'
+        f'<tr id="ep-{_esc(endpoint_id)}">{_username_cell(endpoint, where)}'
         f'<td class="alias">{alias}</td>{_cells(endpoint, timezone.get_current_timezone())}'
         f'<td class="row-actions">{action}</td></tr>'
     )
+
+
+def _username_cell(endpoint, where: tuple) -> str:
+    href = _esc(_url_maker("endpoints:detail", where)(endpoint.endpoint_id))
+    return (f'<th scope="row" class="mono username"><a href="{href}">'
+            f"{_esc(endpoint.username)}</a></th>")
+
+
+@register.simple_tag
+def endpoint_username_cell(endpoint) -> SafeString:
+    """The row's first cell, the username linking to the endpoint page (also used by the row
+    while its alias is edited in place)."""
+    return mark_safe(_username_cell(endpoint, (get_script_prefix(), get_urlconf())))  # noqa: S308

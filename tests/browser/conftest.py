@@ -40,6 +40,15 @@ def support_page(page, live, support_user):
     return page
 
 
+def pytest_collection_modifyitems(config, items):
+    """With SCREENSHOTS_DIR set (``make screenshots``), run only the tests that take one."""
+    if not os.environ.get("SCREENSHOTS_DIR"):
+        return
+    keep = [item for item in items if "screenshot" in getattr(item, "fixturenames", ())]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep
+
+
 @pytest.fixture
 def screenshot():
     """``screenshot(page, "list.png")``: a full-page screenshot. Test runs write them to

@@ -14,7 +14,6 @@ from endpoints.models import Endpoint
 pytestmark = pytest.mark.browser
 
 
-
 def rows(page):
     return page.locator("#results tbody tr")
 

@@ -11,7 +11,6 @@ from playwright.sync_api import expect
 pytestmark = pytest.mark.browser
 
 
-
 @pytest.fixture
 def wide(page):
     page.set_viewport_size({"width": 1280, "height": 900})
