@@ -68,6 +68,20 @@ DEFAULT_VARIANTS = {
 }
 
 
+FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing(django_test_environment):
+    """Users are created and logged in hundreds of times: hash their passwords with MD5
+    instead of PBKDF2 (~0.4 s a hash on the CI machine). Production keeps Django's default,
+    and tests/test_security.py checks that one login on the real hasher still works."""
+    from django.test.utils import override_settings
+
+    with override_settings(PASSWORD_HASHERS=FAST_HASHERS):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _fresh_django_cache():
     """Each test starts with an empty Django cache: login-failure counters (per username and

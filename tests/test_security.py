@@ -118,3 +118,24 @@ def test_post_without_csrf_token_is_refused(support_user):
     assert response.status_code == 403
     assert browser.get("/healthz").status_code == 200
     assert "_auth_user_id" in browser.session
+
+
+def test_passwords_are_stored_with_the_production_hasher_and_still_log_in(
+        client, django_user_model, settings):
+    """The suite hashes with MD5 for speed (conftest); production uses Django's default."""
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+    ]
+    user = django_user_model.objects.create_user(username="realhash", password="pw-for-tests-1")
+    assert user.password.startswith("pbkdf2_sha256$")
+    response = client.post(reverse("login"), {"username": "realhash",
+                                               "password": "pw-for-tests-1"})
+    assert response.status_code == 302
+    assert client.get("/accounts/login/").status_code == 302  # logged in
+
+
+def test_the_suite_hashes_with_md5_only_in_tests():
+    from vobizadmin import settings as project_settings
+
+    assert not hasattr(project_settings, "PASSWORD_HASHERS")  # Django's default in production
