@@ -29,7 +29,7 @@ class EndpointAdmin(ReadOnlyAdmin):
 
 @admin.register(Application)
 class ApplicationAdmin(ReadOnlyAdmin):
-    list_display = ("name", "app_id", "default_endpoint_app", "sub_account", "synced_at")
+    list_display = ("name", "app_id", "default_endpoint_app", "synced_at")
     search_fields = ("name", "app_id")
 
 
@@ -43,4 +43,5 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
 @admin.register(SyncState)
 class SyncStateAdmin(ReadOnlyAdmin):
-    list_display = ("name", "status", "started_at", "finished_at", "total_remote", "last_error")
+    list_display = ("name", "status", "triggered_by", "started_at", "finished_at", "total_remote",
+                    "last_error")

@@ -1,4 +1,4 @@
-"""Forms for the list: the GET filter forms (endpoints, audit log) and the inline alias form.
+"""The GET filter forms of the endpoint list and the audit log.
 
 Filter forms never raise on bad input: ``cleaned_filters()`` keeps the valid fields and drops
 the rest, and the bound form carries the errors so the page can show them next to the field.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django import forms
 
-from . import selectors, validators
+from . import selectors
 from .models import AuditEvent
 
 PAGE_SIZES = (20, 50, 100)
@@ -24,7 +24,6 @@ STATUS_CHOICES = [
     (selectors.STATUS_NOT_REGISTERED, "Not registered"),
     (selectors.STATUS_EXPIRING, "Expiring within 5 min"),
 ]
-FILTER_FIELDS = ("q", "match", "alias_match", "app", "sub", "status")
 FILTER_DEFAULTS = {"q": "", "match": "contains", "alias_match": "contains", "app": "",
                    "sub": "", "status": ""}
 
@@ -106,23 +105,3 @@ class AuditFilterForm(_GetForm):
         self.fields["action"].choices = [
             ("", "Any"), *[(a, a.replace("_", " ").capitalize()) for a in actions]
         ]
-
-
-class AliasForm(forms.Form):
-    """Inline alias edit. ``seen_alias`` is the alias the form started from, so a change made
-    at Vobiz meanwhile is reported instead of silently overwritten."""
-
-    alias = forms.CharField(
-        label="Alias",
-        required=False,
-        max_length=validators.ALIAS_MAX,
-        validators=[validators.validate_alias],
-        help_text=validators.ALIAS_HINT,
-    )
-    seen_alias = forms.CharField(required=False, widget=forms.HiddenInput, strip=False)
-
-    def clean(self):
-        # The row shows only the alias and form-wide errors: say when the hidden field is bad.
-        if "seen_alias" in self.errors:
-            self.add_error(None, "This form is out of date. Reload the page and try again.")
-        return super().clean()

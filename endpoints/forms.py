@@ -258,3 +258,23 @@ class ApplicationForm(forms.Form):
         if self.cleaned_data.get("action") == "detach":
             return ""
         return self.cleaned_data.get("application") or ""
+
+
+class AliasForm(forms.Form):
+    """Inline alias edit. ``seen_alias`` is the alias the form started from, so a change made
+    at Vobiz meanwhile is reported instead of silently overwritten."""
+
+    alias = forms.CharField(
+        label="Alias",
+        required=False,
+        max_length=ALIAS_MAX,
+        validators=[validate_alias],
+        help_text=ALIAS_HINT,
+    )
+    seen_alias = forms.CharField(required=False, widget=forms.HiddenInput, strip=False)
+
+    def clean(self):
+        # The row shows only the alias and form-wide errors: say when the hidden field is bad.
+        if "seen_alias" in self.errors:
+            self.add_error(None, "This form is out of date. Reload the page and try again.")
+        return super().clean()

@@ -23,8 +23,6 @@ class Application(models.Model):
 
     app_id = models.CharField(max_length=32, unique=True)
     name = models.CharField(max_length=255, blank=True, db_index=True)
-    answer_url = models.CharField(max_length=1000, blank=True)
-    sub_account = models.CharField(max_length=64, blank=True)
     default_endpoint_app = models.BooleanField(default=False)
     raw = models.JSONField(default=dict)
     synced_at = models.DateTimeField()
@@ -150,10 +148,8 @@ class SyncState(models.Model):
     total_remote = models.PositiveIntegerField(default=0)
     created = models.PositiveIntegerField(default=0)
     updated = models.PositiveIntegerField(default=0)
-    unchanged = models.PositiveIntegerField(default=0)
     deleted = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0)
-    applications = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     triggered_by = models.CharField(max_length=150, blank=True)
     # Bumped by every write that changes the endpoint cache: the list's counts and choices

@@ -13,7 +13,7 @@ from django.db.models.lookups import Exact, GreaterThan, IsNull, LessThanOrEqual
 from django.utils import timezone
 
 from . import models
-from .models import Application, AuditEvent, Endpoint, SyncState
+from .models import Application, AuditEvent, Endpoint, SyncState, UserPreference
 
 
 def sync_status_get() -> SyncState:
@@ -21,11 +21,24 @@ def sync_status_get() -> SyncState:
     return SyncState.objects.filter(name="endpoints").first() or SyncState(name="endpoints")
 
 
-def endpoint_get_cached(*, endpoint_id: str) -> Endpoint | None:
+def endpoint_get(*, endpoint_id: str) -> Endpoint | None:
+    """The cached endpoint, or None when the cache does not have it."""
     return Endpoint.objects.filter(endpoint_id=endpoint_id).first()
 
 
-def application_choices(*, version: int | None = None) -> list[Application]:
+def user_page_size_get(*, user) -> int | None:
+    """The list page size ``user`` chose before, or None."""
+    return UserPreference.objects.filter(user=user).values_list("page_size", flat=True).first()
+
+
+def application_default_id_get() -> str:
+    """The account's default endpoint application (what Vobiz uses when a create names
+    none), or "" when none is set."""
+    return (Application.objects.filter(default_endpoint_app=True)
+            .values_list("app_id", flat=True).first() or "")
+
+
+def application_list(*, version: int | None = None) -> list[Application]:
     """The synced applications (app_id and name), by name; cached per cache version when
     ``version`` is given (a sync that changes them bumps it)."""
     if version is None:
@@ -33,7 +46,7 @@ def application_choices(*, version: int | None = None) -> list[Application]:
     key = _count_key(version, "applications")
     choices = cache.get(key)
     if choices is None:
-        choices = application_choices()
+        choices = application_list()
         cache.set(key, choices, CHOICES_SECONDS)
     return choices
 
@@ -51,7 +64,7 @@ CHOICES_SECONDS = 3600
 SMALL_RESULT = 2000
 
 # Columns the list shows; anything else stays deferred.
-LIST_COLUMNS = (
+ENDPOINT_LIST_FIELDS = (
     "id",
     "endpoint_id",
     "username",
@@ -299,7 +312,7 @@ def endpoint_list(
 ) -> tuple[list[Endpoint], int]:
     """One page of cached endpoints and the number matching ``filters``.
 
-    Rows carry only LIST_COLUMNS (touching another field costs a query per row). The total
+    Rows carry only ENDPOINT_LIST_FIELDS (touching another field costs a query per row). The total
     comes from ``endpoint_matching`` (cached), unless it is given. When few rows match, the
     page is read by primary key from their ids in sort order (cached); otherwise it is an
     index walk in the sort order that stops after the page, from the end in the mirrored
@@ -317,12 +330,12 @@ def endpoint_list(
         sort = _canonical_sort(sort)
         ordered = _ordered_ids(matching.ids, sort, key=f"{matching.key}:order:{sort}")
         page_ids = ordered[offset:offset + limit]
-        found = Endpoint.objects.only(*LIST_COLUMNS).in_bulk(page_ids)
+        found = Endpoint.objects.only(*ENDPOINT_LIST_FIELDS).in_bulk(page_ids)
         return [found[i] for i in page_ids if i in found], total
     # Many matches: walk the sort's index and stop after the page (a filter's own index
     # would make SQLite read and sort every match).
     seek = total < SMALL_RESULT
-    qs = Endpoint.objects.filter(endpoint_filter_q(filters, seek=seek)).only(*LIST_COLUMNS)
+    qs = Endpoint.objects.filter(endpoint_filter_q(filters, seek=seek)).only(*ENDPOINT_LIST_FIELDS)
     terms = _order_terms(sort)
     size = min(limit, total - offset)
     if offset + size / 2 > total / 2:
@@ -349,7 +362,7 @@ def endpoint_counts(*, filters: dict | None = None, version: int | None = None) 
     return counts
 
 
-def sub_account_choices(*, version: int | None = None) -> list[str]:
+def sub_account_list(*, version: int | None = None) -> list[str]:
     """The sub-account ids (SA_...) present in the cache, sorted; the main account is "".
     Cached per cache version."""
     key = _count_key(_version(version), "sub-accounts")
@@ -375,7 +388,7 @@ AUDIT_ACTIONS = (
 )
 
 
-def audit_action_choices() -> list[str]:
+def audit_action_list() -> list[str]:
     """Known actions plus any other the log holds (one query on an indexed column)."""
     seen = set(AuditEvent.objects.order_by().values_list("action", flat=True).distinct())
     return [*AUDIT_ACTIONS, *sorted(seen - set(AUDIT_ACTIONS))]
@@ -412,7 +425,7 @@ def audit_list(*, filters: dict, offset: int, limit: int) -> tuple[list[AuditEve
     return list(qs.only(*AUDIT_COLUMNS).order_by("-at", "-id")[offset:offset + limit]), total
 
 
-def audit_for_endpoint(endpoint_id: str, limit: int = 50) -> list[AuditEvent]:
+def audit_list_for_endpoint(endpoint_id: str, limit: int = 50) -> list[AuditEvent]:
     """The latest ``limit`` audit events about one endpoint, newest first."""
     return list(
         AuditEvent.objects.filter(endpoint_id=endpoint_id)

@@ -2,8 +2,8 @@
 
 One ``requests.Session`` per process with auth headers and our User-Agent, a (connect, read)
 timeout on every call, bounded retries of safe methods only, one family of typed errors, and
-tolerant parsing into frozen dataclasses. See ../shared/vobiz/CONTRACT.md for the API's quirks
-this module absorbs. Nothing here logs a request body, the token or a password.
+tolerant parsing into frozen dataclasses. docs/vobiz-api.md describes the API's quirks this
+module absorbs. Nothing here logs a request body, the token or a password.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +30,9 @@ logger = logging.getLogger(__name__)
 
 USER_AGENT = "vobizadmin/0.1 (+https://github.com/; support dashboard)"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
-SAFE_METHODS = frozenset({"GET", "DELETE"})
+# Methods retried on a 429/502/503/504 or a failed connection: a repeated GET or DELETE
+# ends the same way as one.
+RETRIED_METHODS = frozenset({"GET", "DELETE"})
 PAGE_LIMIT = 100  # the API's maximum
 PERMISSIONS = (
     "allow_voice",
@@ -414,6 +416,12 @@ def _walk(fetch) -> Iterator[Page]:
 # --- transport ----------------------------------------------------------------------------
 
 
+def retry_pause(seconds: float) -> None:
+    """How a client without its own ``sleep`` waits before a retry. The test suite swaps it
+    for one that records the wait, so retries are counted without being waited for."""
+    time.sleep(seconds)
+
+
 class TimeoutHTTPAdapter(HTTPAdapter):
     """Fills in our (connect, read) timeout when a caller forgets one."""
 
@@ -441,7 +449,7 @@ class VobizClient:
         max_retries: int = 3,
         max_retry_wait: float = 10.0,
         pool_size: int = 10,
-        sleep=time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self.auth_id = auth_id
@@ -490,7 +498,7 @@ class VobizClient:
         """Send one call, retrying safe methods on 429/502/503/504 and connection failures
         within a bound; raises a VobizError subclass for anything but a 2xx."""
         attempt, waited = 0, 0.0
-        safe = method in SAFE_METHODS
+        retried = method in RETRIED_METHODS
         log_path = url[len(self.base_url):] + (f"?{urlencode(params)}" if params else "")
         while True:
             attempt += 1
@@ -502,11 +510,11 @@ class VobizClient:
             except requests.RequestException as exc:
                 error = self._transport_error(exc, method)
                 logger.warning("vobiz %s %s failed: %s", method, log_path, error.message)
-                if safe and attempt <= self.max_retries:
+                if retried and attempt <= self.max_retries:
                     pause = self._backoff(attempt)
                     if waited + pause <= self.max_retry_wait:
                         waited += pause
-                        self._sleep(pause)
+                        (self._sleep or retry_pause)(pause)
                         continue
                 raise error from exc
             elapsed_ms = (time.monotonic() - started) * 1000
@@ -515,12 +523,12 @@ class VobizClient:
             )
             if 200 <= response.status_code < 300:
                 return response
-            if safe and response.status_code in RETRY_STATUSES and attempt <= self.max_retries:
+            if retried and response.status_code in RETRY_STATUSES and attempt <= self.max_retries:
                 retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
                 pause = retry_after if retry_after is not None else self._backoff(attempt)
                 if waited + pause <= self.max_retry_wait:
                     waited += pause
-                    self._sleep(pause)
+                    (self._sleep or retry_pause)(pause)
                     continue
             raise self._status_error(response)
 
@@ -612,10 +620,6 @@ class VobizClient:
         response = self.request("GET", self._url("Endpoint"), params=params)
         return _parse_page(self._json(response), parse_endpoint)
 
-    def iter_endpoint_pages(self, **filters) -> Iterator[Page]:
-        """Walk every endpoint page in order; the caller sees each page as it arrives."""
-        return _walk(lambda offset: self.list_endpoints(offset=offset, **filters))
-
     def get_endpoint(self, endpoint_id: str) -> RemoteEndpoint:
         response = self.request("GET", self._url("Endpoint", str(endpoint_id)))
         try:
@@ -665,15 +669,8 @@ class VobizClient:
         """Walk every application page in order."""
         return _walk(lambda offset: self.list_applications(offset=offset))
 
-    def get_application(self, app_id: str) -> RemoteApplication:
-        response = self.request("GET", self._url("Application", str(app_id)))
-        try:
-            return parse_application(self._json(response))
-        except ParseError as exc:
-            raise VobizBadResponse(f"Vobiz sent an application we could not read ({exc}).") from exc
 
-
-_local = threading.Lock()
+_clients_lock = threading.Lock()
 _clients: dict[tuple, VobizClient] = {}
 
 
@@ -688,7 +685,7 @@ def get_client() -> VobizClient:
         settings.VOBIZ_MAX_RETRIES,
         settings.VOBIZ_MAX_RETRY_WAIT,
     )
-    with _local:
+    with _clients_lock:
         client = _clients.get(key)
         if client is None:
             client = VobizClient(

@@ -83,6 +83,17 @@ def _fast_password_hashing(django_test_environment):
 
 
 @pytest.fixture(autouse=True)
+def retry_waits(monkeypatch):
+    """The Vobiz client's waits between retries, recorded instead of slept: a retry test
+    counts attempts (at the sandbox) and waits (here) without spending them."""
+    from endpoints import vobiz
+
+    waits: list[float] = []
+    monkeypatch.setattr(vobiz, "retry_pause", waits.append)
+    return waits
+
+
+@pytest.fixture(autouse=True)
 def _fresh_django_cache():
     """Each test starts with an empty Django cache: login-failure counters (per username and
     per address, and every test client comes from 127.0.0.1) must not leak between tests."""
@@ -160,9 +171,9 @@ def superuser(db, django_user_model):
 @pytest.fixture
 def synced(sandbox, db):
     """The cache filled by one real sync from the sandbox."""
-    from endpoints import services
+    from endpoints import sync
 
-    return services.endpoint_sync_all(triggered_by="tests")
+    return sync.endpoint_sync_all(triggered_by="tests")
 
 
 # --- browser ------------------------------------------------------------------------------

@@ -67,7 +67,8 @@ def write_calls(sandbox) -> dict:
 def started_syncs(monkeypatch):
     """Record sync starts instead of running a background thread."""
     started = []
-    monkeypatch.setattr(browse, "start_sync_thread", started.append)
+    monkeypatch.setattr(browse, "sync_start_background",
+                        lambda *, username: started.append(username))
     return started
 
 

@@ -16,7 +16,7 @@ import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
-from endpoints import services
+from endpoints import sync
 from endpoints.models import Application, AuditEvent, Endpoint, SyncState
 from endpoints.vobiz import VobizError
 
@@ -118,7 +118,7 @@ def _act(action, world):
     eid = endpoint.endpoint_id
     if action == "sync":
         with contextlib.suppress(VobizError):  # the failure is what the cell checks
-            services.endpoint_sync_all(triggered_by="tests")
+            sync.endpoint_sync_all(triggered_by="tests")
         return client.get(reverse("endpoints:list"))
     if action == "detail":
         return client.get(reverse("endpoints:detail", args=[eid]))
@@ -261,7 +261,7 @@ def test_unreadable_api_records_are_reported_and_never_crash_a_page(world, sandb
     client = world["client"]
     planted = sandbox.plant({"endpoint_id": "999000000000003", "username": "broken",
                              "created_at": "yesterday", "allow_voice": "sometimes"})
-    services.endpoint_sync_all()
+    sync.endpoint_sync_all()
     page = client.get(reverse("endpoints:list")).content.decode()
     assert "1 endpoint record from Vobiz could not be read" in page
     assert not Endpoint.objects.filter(endpoint_id=planted["endpoint_id"]).exists()

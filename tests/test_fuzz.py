@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from endpoints import selectors, services, vobiz
+from endpoints import selectors, sync, vobiz
 from endpoints.filters import SEARCH_MAX
 from endpoints.models import Application, AuditEvent, Endpoint
 from endpoints.validators import ALIAS_MAX, PASSWORD_MAX, PASSWORD_MIN, USERNAME_MAX
@@ -563,7 +563,7 @@ def test_sync_survives_malformed_records_and_the_pages_still_render(root, sandbo
     sandbox.reset()
     sandbox.plant(record)
     with contextlib.suppress(vobiz.VobizError):  # recorded on the sync state
-        services.endpoint_sync_all(triggered_by="fuzz")
+        sync.endpoint_sync_all(triggered_by="fuzz")
     # No NUL is cached: PostgreSQL cannot hold one, and the cache is the same on SQLite.
     cached = json.dumps(list(Endpoint.objects.values()), default=str)
     assert "\\u0000" not in cached

@@ -16,7 +16,7 @@ from django.utils import timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from endpoints import roles, services
+from endpoints import roles, services, sync
 from endpoints.models import AuditEvent, Endpoint, SyncState, UserPreference
 from endpoints.views import browse
 
@@ -301,7 +301,7 @@ def test_any_query_string_renders(params):
 def test_stale_notice_when_the_last_sync_failed(support, synced, sandbox):
     sandbox.fault(path="/Endpoint/", status=503, times=20)
     with pytest.raises(services.VobizError):
-        services.endpoint_sync_all(triggered_by="tests")
+        sync.endpoint_sync_all(triggered_by="tests")
     html = text(support.get(LIST))
     state = SyncState.objects.get(name="endpoints")
     assert state.status == "failed"
@@ -315,7 +315,7 @@ def test_stale_notice_when_the_last_sync_failed(support, synced, sandbox):
 def test_hostile_values_from_vobiz_are_escaped_in_the_list(support, sandbox, db):
     sandbox.reset(hostile=True)
     try:
-        services.endpoint_sync_all(triggered_by="tests")
+        sync.endpoint_sync_all(triggered_by="tests")
         for params in ({"per_page": "100"}, {"q": "<script>", "per_page": "100"}):
             for extra in ({}, HX):
                 html = text(support.get(LIST, params, **extra))
@@ -488,14 +488,14 @@ def test_alias_edit_needs_the_edit_permission(client, django_user_model, synced)
 @pytest.fixture
 def sync_threads(monkeypatch):
     started = []
-    real = browse.start_sync_thread
+    real = browse.sync_start_background
 
-    def capture(username):
-        thread = real(username)
+    def capture(*, username):
+        thread = real(username=username)
         started.append(thread)
         return thread
 
-    monkeypatch.setattr(browse, "start_sync_thread", capture)
+    monkeypatch.setattr(browse, "sync_start_background", capture)
     return started
 
 
@@ -579,7 +579,7 @@ def test_sync_status_waits_for_a_sync_that_has_not_started_yet(admin, synced):
 def test_sync_status_failed_shows_the_notice(admin, synced, sandbox):
     sandbox.fault(path="/Endpoint/", status=503, times=20)
     with pytest.raises(services.VobizError):
-        services.endpoint_sync_all(triggered_by="tests")
+        sync.endpoint_sync_all(triggered_by="tests")
     html = text(admin.get(reverse("endpoints:sync_status"), {"since": "nan"}, **HX))
     assert 'id="sync-notice" hx-swap-oob="true"' in html and "Vobiz unreachable" in html
 
@@ -601,8 +601,8 @@ def test_run_sync_records_a_vobiz_failure_and_closes_its_connection(
             closed.append(threading.current_thread().name)
             connection.close()
 
-    monkeypatch.setattr(browse, "connection", Recorder())
-    thread = threading.Thread(target=browse._run_sync, args=("ada",), name="worker")
+    monkeypatch.setattr(sync, "connection", Recorder())
+    thread = threading.Thread(target=sync._run_sync, args=("ada",), name="worker")
     thread.start()
     thread.join(timeout=30)
     assert SyncState.objects.get(name="endpoints").status == "failed"

@@ -689,10 +689,10 @@ def test_write_pages_of_a_gone_endpoint_are_404_not_500(sandbox, admin, plain):
 
 
 def test_hostile_values_from_vobiz_are_escaped_everywhere(sandbox, db, client, admin_user_role):
-    from endpoints import services
+    from endpoints import sync
 
     sandbox.reset(hostile=True)
-    services.endpoint_sync_all(triggered_by="tests")
+    sync.endpoint_sync_all(triggered_by="tests")
     client.force_login(admin_user_role)
     hostile = Endpoint.objects.filter(username__startswith="xss1").get()
     for name in ("detail", "edit", "password", "application", "delete"):

@@ -10,7 +10,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from endpoints import selectors, services
+from endpoints import selectors
+from endpoints.cache import cache_version_bump
 from endpoints.models import AuditEvent, Endpoint
 
 pytestmark = pytest.mark.django_db
@@ -192,7 +193,7 @@ def test_counts_are_counted_once_per_cache_version_and_window(people, django_ass
     # Same version: the cached numbers stand until the window ends...
     assert selectors.endpoint_counts(filters={"q": "jon"}, version=0)["matching"] == 4
     # ...and a write, which bumps the version, is counted at once.
-    services.cache_changed()
+    cache_version_bump()
     counts = selectors.endpoint_counts(filters={"q": "jon"})
     assert counts["matching"] == 5 and counts["total"] == 6
 
@@ -289,7 +290,7 @@ def test_few_matches_are_read_by_primary_key_in_sort_order(crowd, settings):
 
 def test_sub_account_choices_are_distinct_and_sorted(people):
     make("extra", sub_account="SA_AAAA")
-    assert selectors.sub_account_choices() == ["SA_AAAA", "SA_BBBB"]
+    assert selectors.sub_account_list() == ["SA_AAAA", "SA_BBBB"]
 
 
 # --- audit ----------------------------------------------------------------------------------
@@ -340,14 +341,14 @@ def test_audit_paging(events):
 
 
 def test_audit_for_endpoint_is_newest_first_and_limited(events):
-    rows = selectors.audit_for_endpoint("900000000000001")
+    rows = selectors.audit_list_for_endpoint("900000000000001")
     assert [r.message for r in rows] == ["event 2", "event 0"]
-    assert [r.message for r in selectors.audit_for_endpoint("900000000000001", limit=1)] == [
+    assert [r.message for r in selectors.audit_list_for_endpoint("900000000000001", limit=1)] == [
         "event 2"]
 
 
 def test_audit_action_choices_include_known_and_logged_actions(events):
     AuditEvent.objects.create(username="x", action="sync", outcome="done")
-    choices = selectors.audit_action_choices()
+    choices = selectors.audit_action_list()
     assert choices[:6] == list(selectors.AUDIT_ACTIONS)
     assert "sync" in choices

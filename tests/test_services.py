@@ -201,11 +201,11 @@ def _other_app(sandbox, current):
 
 def test_attach_change_and_detach_application(sandbox, row, support_user):
     target = _other_app(sandbox, row.app_id)
-    endpoint = services.endpoint_set_application(user=support_user,
+    endpoint = services.endpoint_application_set(user=support_user,
                                                  endpoint_id=row.endpoint_id, app_id=target)
     assert endpoint.app_id == target and endpoint.app_name
     assert _remote(sandbox, row.endpoint_id)["application"].rstrip("/").endswith(target)
-    endpoint = services.endpoint_set_application(user=support_user,
+    endpoint = services.endpoint_application_set(user=support_user,
                                                  endpoint_id=row.endpoint_id, app_id="")
     assert endpoint.app_id == ""
     assert _remote(sandbox, row.endpoint_id)["application"] is None
@@ -217,7 +217,7 @@ def test_application_change_that_did_not_take_is_reported(sandbox, row, support_
     target = _other_app(sandbox, row.app_id)
     sandbox.fault(method="POST", path=f"/Endpoint/{row.endpoint_id}/", status=202, body="empty")
     with pytest.raises(services.WriteNotApplied) as info:
-        services.endpoint_set_application(user=support_user, endpoint_id=row.endpoint_id,
+        services.endpoint_application_set(user=support_user, endpoint_id=row.endpoint_id,
                                           app_id=target)
     assert "did not change the application" in info.value.message
 
@@ -225,7 +225,7 @@ def test_application_change_that_did_not_take_is_reported(sandbox, row, support_
 def test_application_honoured_on_update_variant_still_links(sandbox, row, support_user):
     sandbox.config(honour_application_on_update=True)
     target = _other_app(sandbox, row.app_id)
-    endpoint = services.endpoint_set_application(user=support_user,
+    endpoint = services.endpoint_application_set(user=support_user,
                                                  endpoint_id=row.endpoint_id, app_id=target)
     assert endpoint.app_id == target
 

@@ -7,7 +7,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
-from endpoints import services
+from endpoints import sync
 from endpoints.models import Application, Endpoint, SyncState
 from endpoints.vobiz import VobizUnavailable
 
@@ -24,7 +24,7 @@ def _remote_ids(sandbox):
 
 def test_sync_fills_the_cache_with_every_remote_endpoint(sandbox, db):
     sandbox.reset(endpoints=250, applications=5)
-    result = services.endpoint_sync_all(triggered_by="test")
+    result = sync.endpoint_sync_all(triggered_by="test")
     assert result.total_remote == 250
     assert result.created == 250
     assert result.pages == 3
@@ -36,7 +36,7 @@ def test_sync_fills_the_cache_with_every_remote_endpoint(sandbox, db):
 
 
 def test_sync_rows_match_the_remote_records(sandbox, db):
-    services.endpoint_sync_all()
+    sync.endpoint_sync_all()
     remote = sandbox.api("GET", "Endpoint/", params={"limit": 100}).json()["objects"]
     apps = dict(Application.objects.values_list("app_id", "name"))
     for record in remote:
@@ -54,7 +54,7 @@ def test_sync_rows_match_the_remote_records(sandbox, db):
 
 
 def test_resync_creates_updates_and_deletes_cache_rows(sandbox, db):
-    services.endpoint_sync_all()
+    sync.endpoint_sync_all()
     ids = _remote_ids(sandbox)
     changed, deleted = ids[0], ids[1]
     sandbox.api("POST", f"Endpoint/{changed}/", json={"alias": "Renamed-Desk"})
@@ -62,7 +62,7 @@ def test_resync_creates_updates_and_deletes_cache_rows(sandbox, db):
     sandbox.config(username_suffix=False)
     sandbox.api("POST", "Endpoint/", json={"username": "brandnew1", "password": "longenough1"})
 
-    result = services.endpoint_sync_all()
+    result = sync.endpoint_sync_all()
 
     assert (result.created, result.updated, result.deleted) == (1, 1, 1)
     assert result.unchanged == 28
@@ -73,9 +73,9 @@ def test_resync_creates_updates_and_deletes_cache_rows(sandbox, db):
 
 
 def test_incremental_sync_writes_nothing_when_nothing_changed(sandbox, db):
-    services.endpoint_sync_all()
+    sync.endpoint_sync_all()
     before = dict(Endpoint.objects.values_list("endpoint_id", "fingerprint"))
-    result = services.endpoint_sync_all()
+    result = sync.endpoint_sync_all()
     assert result.created == result.updated == result.deleted == 0
     assert result.unchanged == 30
     assert dict(Endpoint.objects.values_list("endpoint_id", "fingerprint")) == before
@@ -83,7 +83,7 @@ def test_incremental_sync_writes_nothing_when_nothing_changed(sandbox, db):
 
 def test_interrupted_sync_keeps_the_previous_cache_and_records_the_error(sandbox, db):
     sandbox.reset(endpoints=250)
-    services.endpoint_sync_all()
+    sync.endpoint_sync_all()
     before = set(Endpoint.objects.values_list("endpoint_id", flat=True))
     for endpoint_id in _remote_ids(sandbox)[:5]:
         sandbox.api("DELETE", f"Endpoint/{endpoint_id}/")
@@ -93,7 +93,7 @@ def test_interrupted_sync_keeps_the_previous_cache_and_records_the_error(sandbox
             sandbox.fault(method="GET", path="/Endpoint/", status=500, times=5)
 
     with pytest.raises(VobizUnavailable):
-        services.endpoint_sync_all(concurrency=1, progress=fail_after_first_page)
+        sync.endpoint_sync_all(concurrency=1, progress=fail_after_first_page)
 
     assert set(Endpoint.objects.values_list("endpoint_id", flat=True)) == before
     state = SyncState.objects.get(name="endpoints")
@@ -103,11 +103,11 @@ def test_interrupted_sync_keeps_the_previous_cache_and_records_the_error(sandbox
 
 
 def test_sync_failing_on_applications_changes_nothing(sandbox, db):
-    services.endpoint_sync_all()
+    sync.endpoint_sync_all()
     before = list(Endpoint.objects.order_by("id").values_list("endpoint_id", "fingerprint"))
     sandbox.fault(path="/Application/", status=503, times=10)
     with pytest.raises(VobizUnavailable):
-        services.endpoint_sync_all()
+        sync.endpoint_sync_all()
     assert list(Endpoint.objects.order_by("id").values_list("endpoint_id", "fingerprint")) == before
     assert Application.objects.count() == 4
 
@@ -115,16 +115,16 @@ def test_sync_failing_on_applications_changes_nothing(sandbox, db):
 def test_a_second_sync_is_refused_while_one_runs(sandbox, db):
     SyncState.objects.create(name="endpoints", status=SyncState.Status.RUNNING,
                              started_at=timezone.now(), heartbeat_at=timezone.now())
-    with pytest.raises(services.SyncAlreadyRunning):
-        services.endpoint_sync_all()
+    with pytest.raises(sync.SyncAlreadyRunning):
+        sync.endpoint_sync_all()
     assert sandbox.stats()["total"] == 0
 
 
 def test_a_stale_running_sync_is_taken_over(sandbox, db):
-    long_ago = timezone.now() - services.SYNC_STALE_AFTER * 2
+    long_ago = timezone.now() - sync.SYNC_STALE_AFTER * 2
     SyncState.objects.create(name="endpoints", status=SyncState.Status.RUNNING,
                              started_at=long_ago, heartbeat_at=long_ago)
-    result = services.endpoint_sync_all()
+    result = sync.endpoint_sync_all()
     assert result.total_remote == 30
 
 
@@ -135,9 +135,9 @@ def test_concurrent_syncs_in_two_threads_run_once(sandbox):
 
     def run():
         try:
-            services.endpoint_sync_all()
+            sync.endpoint_sync_all()
             outcomes.append("ran")
-        except services.SyncAlreadyRunning:
+        except sync.SyncAlreadyRunning:
             outcomes.append("refused")
         finally:
             connection.close()
@@ -152,13 +152,13 @@ def test_concurrent_syncs_in_two_threads_run_once(sandbox):
 
 
 def test_unreadable_records_are_skipped_reported_and_the_rest_synced(sandbox, db):
-    services.endpoint_sync_all()
+    sync.endpoint_sync_all()
     sandbox.plant({"endpoint_id": "999000000000002", "username": "broken",
                    "allow_voice": "sometimes"})
     some_id = _remote_ids(sandbox)[0]
     sandbox.api("DELETE", f"Endpoint/{some_id}/")
 
-    result = services.endpoint_sync_all()
+    result = sync.endpoint_sync_all()
 
     assert result.skipped == [("999000000000002", "expected a boolean, got 'sometimes'")]
     assert not Endpoint.objects.filter(endpoint_id="999000000000002").exists()
@@ -171,12 +171,12 @@ def test_unreadable_records_are_skipped_reported_and_the_rest_synced(sandbox, db
 
 
 def test_application_rename_reaches_cached_endpoints(sandbox, db):
-    services.endpoint_sync_all()
+    sync.endpoint_sync_all()
     row = Endpoint.objects.exclude(app_id="").first()
     app = Application.objects.get(app_id=row.app_id)
     Application.objects.filter(pk=app.pk).update(name="Old name")
     Endpoint.objects.filter(app_id=app.app_id).update(app_name="Old name")
-    services.endpoint_sync_all()
+    sync.endpoint_sync_all()
     assert Endpoint.objects.get(pk=row.pk).app_name == app.name
 
 
@@ -212,13 +212,13 @@ def test_a_sync_that_changes_the_cache_shows_in_the_list_counts_at_once(sandbox,
     from endpoints import selectors
 
     sandbox.reset(endpoints=40)
-    services.endpoint_sync_all()
+    sync.endpoint_sync_all()
     assert selectors.endpoint_counts()["total"] == 40  # now cached for this version
     version = SyncState.objects.get(name="endpoints").data_version
-    services.endpoint_sync_all()  # nothing changed: the cached counts stay valid
+    sync.endpoint_sync_all()  # nothing changed: the cached counts stay valid
     assert SyncState.objects.get(name="endpoints").data_version == version
     sandbox.reset(endpoints=55, seed=2)
-    services.endpoint_sync_all()
+    sync.endpoint_sync_all()
     assert SyncState.objects.get(name="endpoints").data_version > version
     assert selectors.endpoint_counts()["total"] == 55
 
@@ -227,11 +227,11 @@ def test_a_sync_that_changes_the_applications_shows_in_the_filter_choices(sandbo
     from endpoints import selectors
 
     sandbox.reset(endpoints=10, applications=2)
-    services.endpoint_sync_all()
+    sync.endpoint_sync_all()
     version = SyncState.objects.get(name="endpoints").data_version
-    assert len(selectors.application_choices(version=version)) == 2  # cached
+    assert len(selectors.application_list(version=version)) == 2  # cached
     sandbox.reset(endpoints=10, applications=5)
-    services.endpoint_sync_all()
+    sync.endpoint_sync_all()
     version = SyncState.objects.get(name="endpoints").data_version
-    names = {a.name for a in selectors.application_choices(version=version)}
+    names = {a.name for a in selectors.application_list(version=version)}
     assert names == set(Application.objects.values_list("name", flat=True)) and len(names) == 5

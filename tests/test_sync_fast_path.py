@@ -9,7 +9,7 @@ from django.forms.models import model_to_dict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from endpoints import services
+from endpoints import cache, services, sync
 from endpoints.models import Endpoint, SyncState
 
 
@@ -23,20 +23,20 @@ def _row(endpoint_id):
 def test_a_synced_row_equals_the_row_the_orm_path_stores(sandbox, client_vobiz, db):
     sandbox.reset(endpoints=40, applications=4, hostile=True)
     try:
-        services.endpoint_sync_all()
+        sync.endpoint_sync_all()
         page = client_vobiz.list_endpoints(limit=100)
     finally:
         sandbox.reset(hostile=False)  # the fixture's reset keeps the flag otherwise
     assert len(page.objects) == 44
     for remote in page.objects:
         from_sync = _row(remote.endpoint_id)
-        services.cache_endpoint(remote)  # model instance + bulk_create(update_conflicts=True)
+        cache.endpoint_cache_put(remote)  # model instance + bulk_create(update_conflicts=True)
         assert _row(remote.endpoint_id) == from_sync
 
 
 def test_sync_does_not_overwrite_a_row_written_after_it_started(sandbox, db):
     sandbox.reset(endpoints=30)
-    services.endpoint_sync_all()
+    sync.endpoint_sync_all()
     target = Endpoint.objects.order_by("id").first().endpoint_id
 
     def edit_meanwhile(pages, seen, total):
@@ -46,18 +46,18 @@ def test_sync_does_not_overwrite_a_row_written_after_it_started(sandbox, db):
         services.endpoint_fetch(endpoint_id=target)
 
     sandbox.api("POST", f"Endpoint/{target}/", json={"alias": "Seen-By-The-Sync"})
-    services.endpoint_sync_all(concurrency=1, progress=edit_meanwhile)
+    sync.endpoint_sync_all(concurrency=1, progress=edit_meanwhile)
 
     assert Endpoint.objects.get(endpoint_id=target).alias == "Edited-Meanwhile"
 
 
 def test_an_incremental_sync_rewrites_only_changed_rows(sandbox, db):
-    services.endpoint_sync_all()
+    sync.endpoint_sync_all()
     before = dict(Endpoint.objects.values_list("endpoint_id", "synced_at"))
     changed = next(iter(before))
     sandbox.api("POST", f"Endpoint/{changed}/", json={"alias": "Changed-Once"})
 
-    result = services.endpoint_sync_all()
+    result = sync.endpoint_sync_all()
 
     after = dict(Endpoint.objects.values_list("endpoint_id", "synced_at"))
     assert (result.updated, result.unchanged) == (1, len(before) - 1)
@@ -70,7 +70,7 @@ def test_an_incremental_sync_rewrites_only_changed_rows(sandbox, db):
 
 
 def test_sync_deletes_rows_gone_remotely_but_keeps_rows_added_during_the_walk(sandbox, db):
-    services.endpoint_sync_all()
+    sync.endpoint_sync_all()
     gone = Endpoint.objects.order_by("id").first().endpoint_id
     sandbox.api("DELETE", f"Endpoint/{gone}/")
     sandbox.config(username_suffix=False)
@@ -83,7 +83,7 @@ def test_sync_deletes_rows_gone_remotely_but_keeps_rows_added_during_the_walk(sa
             new_id["id"] = created.json()["endpoint_id"]
             services.endpoint_fetch(endpoint_id=new_id["id"])
 
-    result = services.endpoint_sync_all(concurrency=1, progress=create_meanwhile)
+    result = sync.endpoint_sync_all(concurrency=1, progress=create_meanwhile)
 
     assert result.deleted == 1
     assert not Endpoint.objects.filter(endpoint_id=gone).exists()
@@ -92,11 +92,11 @@ def test_sync_deletes_rows_gone_remotely_but_keeps_rows_added_during_the_walk(sa
 
 def test_very_long_contacts_are_cut_to_fit_the_sort_index():
     ascii_contact = "sip:" + "a" * 1200
-    assert services._contact(ascii_contact) == ascii_contact[:1000]
+    assert cache._contact(ascii_contact) == ascii_contact[:1000]
     wide = "sip:" + "界" * 900  # 3 bytes a character
-    cut = services._contact(wide)
+    cut = cache._contact(wide)
     assert wide.startswith(cut) and len(cut.encode()) <= 2000
-    assert services._contact("sip:jane@198.51.100.7:5060") == "sip:jane@198.51.100.7:5060"
+    assert cache._contact("sip:jane@198.51.100.7:5060") == "sip:jane@198.51.100.7:5060"
 
 
 def _remote(raw):
@@ -106,16 +106,16 @@ def _remote(raw):
 
 
 def test_canonical_json_sorts_keys_and_is_the_same_whatever_the_order_vobiz_sends():
-    a = services._raw_json(_remote({"alias": "Désk", "b": [1, {"y": 2, "x": None}]}))
-    b = services._raw_json(_remote({"b": [1, {"x": None, "y": 2}], "alias": "Désk"}))
+    a = cache._raw_json(_remote({"alias": "Désk", "b": [1, {"y": 2, "x": None}]}))
+    b = cache._raw_json(_remote({"b": [1, {"x": None, "y": 2}], "alias": "Désk"}))
     assert a == b == '{"alias":"Désk","b":[1,{"x":null,"y":2}],"endpoint_id":"1","username":"u"}'
 
 
 def test_canonical_json_takes_what_orjson_refuses():
     # Integers beyond 64 bits and lone surrogates (json.loads makes both from valid JSON).
-    huge = services._raw_json(_remote({"n": 10**30}))
+    huge = cache._raw_json(_remote({"n": 10**30}))
     assert json.loads(huge)["n"] == 10**30
-    lone = services._raw_json(_remote({"alias": "\ud800"}))
+    lone = cache._raw_json(_remote({"alias": "\ud800"}))
     assert json.loads(lone)["alias"] == "\ud800"
 
 
@@ -126,6 +126,6 @@ def test_canonical_json_takes_what_orjson_refuses():
 def test_the_fast_datetime_adapter_writes_what_django_writes(moment):
     from django.db import connection
 
-    adapt = services._datetime_adapter(connection.ops)
+    adapt = cache._datetime_adapter(connection.ops)
     assert adapt(moment) == connection.ops.adapt_datetimefield_value(moment)
     assert adapt(None) is None

@@ -31,6 +31,11 @@ def _client(sandbox, **overrides):
     return VobizClient(**options)
 
 
+def _pages(client):
+    """Every endpoint page, as a sync walks them (by what each page held)."""
+    return list(vobiz._walk(lambda offset: client.list_endpoints(offset=offset)))
+
+
 def _first_id(sandbox):
     return sandbox.api("GET", "Endpoint/", params={"limit": 1}).json()["objects"][0]["endpoint_id"]
 
@@ -53,8 +58,8 @@ def test_list_endpoints_reads_objects_and_meta(sandbox, client_vobiz):
     assert set(first.permissions) == set(vobiz.PERMISSIONS)
 
 
-def test_iter_endpoint_pages_walks_every_page_once(sandbox, client_vobiz):
-    ids = [e.endpoint_id for page in client_vobiz.iter_endpoint_pages() for e in page.objects]
+def test_paging_walks_every_page_once(sandbox, client_vobiz):
+    ids = [e.endpoint_id for page in _pages(client_vobiz) for e in page.objects]
     assert len(ids) == 30
     assert len(set(ids)) == 30
 
@@ -75,7 +80,7 @@ def test_limit_above_api_maximum_is_capped(sandbox, client_vobiz):
 def test_every_application_shape_yields_the_app_id(sandbox, client_vobiz, shape):
     sandbox.config(application_shape=shape)
     apps = {a.app_id: a.name for p in client_vobiz.iter_applications() for a in p.objects}
-    endpoints = [e for p in client_vobiz.iter_endpoint_pages() for e in p.objects]
+    endpoints = [e for p in _pages(client_vobiz) for e in p.objects]
     with_app = [e for e in endpoints if e.app_id]
     without_app = [e for e in endpoints if not e.app_id]
     assert with_app and without_app
@@ -143,7 +148,7 @@ def test_parse_endpoint_rejects_unreadable_records(record):
 def test_malformed_record_in_a_list_is_skipped_and_reported(sandbox, client_vobiz):
     sandbox.plant({"endpoint_id": "999000000000001", "username": "broken",
                    "created_at": "not a date"})
-    pages = list(client_vobiz.iter_endpoint_pages())
+    pages = list(_pages(client_vobiz))
     skipped = [s for p in pages for s in p.skipped]
     objects = [e for p in pages for e in p.objects]
     assert len(objects) == 30
@@ -157,22 +162,12 @@ def test_get_endpoint_returns_single_object(sandbox, client_vobiz):
     assert endpoint.raw.get("api_id")
 
 
-def test_get_application(sandbox, client_vobiz):
-    app = client_vobiz.list_applications().objects[0]
-    assert client_vobiz.get_application(app.app_id).name == app.name
-
-
 # --- errors
 
 
 def test_unknown_endpoint_raises_not_found(sandbox, client_vobiz):
     with pytest.raises(VobizNotFound):
         client_vobiz.get_endpoint("111111111111111")
-
-
-def test_unknown_application_raises_not_found(sandbox, client_vobiz):
-    with pytest.raises(VobizNotFound):
-        client_vobiz.get_application("11111111111111111")
 
 
 def test_wrong_token_raises_auth_error(sandbox):

@@ -9,35 +9,25 @@ line and the sync badge.
 
 from __future__ import annotations
 
-import logging
 import math
-import threading
 import time
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
-from django.db import connection
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from .. import roles, selectors, services
-from ..filters import (
-    DEFAULT_PAGE_SIZE,
-    PAGE_SIZES,
-    AliasForm,
-    AuditFilterForm,
-    EndpointFilterForm,
-)
+from ..filters import DEFAULT_PAGE_SIZE, PAGE_SIZES, AuditFilterForm, EndpointFilterForm
+from ..forms import AliasForm
 from ..htmx import wants_fragment
-from ..models import SyncState, UserPreference
-from ..vobiz import VobizError, VobizNotFound, VobizRequestError
-
-logger = logging.getLogger(__name__)
+from ..models import SyncState
+from ..sync import sync_is_running, sync_start_background
+from ..vobiz import VobizError, VobizNotFound
+from .common import form_add_vobiz_error, page_number, pager, safe_next
 
 LIST_TEMPLATE = "endpoints/list.html"
 AUDIT_TEMPLATE = "endpoints/audit.html"
@@ -46,7 +36,7 @@ AUDIT_PAGE_SIZE = 50
 # before it believes the state row (a thread may take a moment to get going).
 SYNC_START_GRACE = 10.0
 # The list's columns: (sort key, header).
-LIST_COLUMNS = [
+LIST_HEADERS = [
     ("username", "Username"),
     ("alias", "Alias"),
     ("status", "Registration"),
@@ -56,26 +46,7 @@ LIST_COLUMNS = [
     ("sub_account", "Sub-account"),
     ("updated", "Updated"),
 ]
-SORT_LABELS = dict(LIST_COLUMNS)
-
-
-def _safe_next(request, fallback: str) -> str:
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    # Only a path: redirect() would take any other bare word for a URL name (a 500).
-    if target.startswith("/") and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return target
-    return fallback
-
-
-def _page_number(value) -> int:
-    """A 1-based page number from the query string: anything but ASCII digits is page 1, and
-    a huge number becomes a big one that the caller clamps to the last page."""
-    value = (value or "").strip()
-    if not (value.isascii() and value.isdigit()):
-        return 1
-    return max(1, int(value[:12]))
+SORT_LABELS = dict(LIST_HEADERS)
 
 
 # --- the list -----------------------------------------------------------------------------
@@ -85,15 +56,10 @@ def _page_size(request, form: EndpointFilterForm) -> int:
     """The page size asked for in the URL (and then remembered for the user), else the one
     the user chose before, else the default."""
     chosen = form.page_size()
-    stored = (
-        UserPreference.objects.filter(user=request.user)
-        .values_list("page_size", flat=True)
-        .first()
-    )
+    stored = selectors.user_page_size_get(user=request.user)
     if chosen in PAGE_SIZES:
         if chosen != stored:
-            UserPreference.objects.update_or_create(user=request.user,
-                                                    defaults={"page_size": chosen})
+            services.user_page_size_set(user=request.user, page_size=chosen)
         return chosen
     return stored if stored in PAGE_SIZES else DEFAULT_PAGE_SIZE
 
@@ -108,7 +74,7 @@ def _sort(value: str) -> str:
 def _headers(sort: str) -> list[dict]:
     key, descending = sort.lstrip("-"), sort.startswith("-")
     headers = []
-    for column, label in LIST_COLUMNS:
+    for column, label in LIST_HEADERS:
         current = column == key
         headers.append({
             "key": column,
@@ -120,22 +86,12 @@ def _headers(sort: str) -> list[dict]:
     return headers
 
 
-def _pager(page: int, last_page: int) -> dict:
-    return {
-        "page": page,
-        "last": last_page,
-        "previous": page - 1 if page > 1 else None,
-        "next": page + 1 if page < last_page else None,
-        "has_other_pages": last_page > 1,
-    }
-
-
 def _list_context(request) -> dict:
     sync = selectors.sync_status_get()
     form = EndpointFilterForm(
         request.GET,
-        applications=selectors.application_choices(version=sync.data_version),
-        sub_accounts=selectors.sub_account_choices(version=sync.data_version),
+        applications=selectors.application_list(version=sync.data_version),
+        sub_accounts=selectors.sub_account_list(version=sync.data_version),
     )
     filters = form.cleaned_filters()
     size = _page_size(request, form)
@@ -143,7 +99,7 @@ def _list_context(request) -> dict:
     counts = selectors.endpoint_counts(filters=filters, version=sync.data_version)
     total = counts["matching"]
     last_page = max(1, math.ceil(total / size))
-    page = min(_page_number(request.GET.get("page")), last_page)
+    page = min(page_number(request.GET.get("page")), last_page)
     offset = (page - 1) * size
     rows, total = selectors.endpoint_list(filters=filters, sort=sort, offset=offset, limit=size,
                                           version=sync.data_version)
@@ -161,12 +117,12 @@ def _list_context(request) -> dict:
         "total": total,
         "first_index": offset + 1 if rows else 0,
         "last_index": offset + len(rows),
-        "pager": _pager(page, last_page),
+        "pager": pager(page, last_page),
         "counts": counts,
         "list_url": request.get_full_path(),
         "list_path": reverse("endpoints:list"),
         "sync": sync,
-        "sync_polling": _sync_running(sync),
+        "sync_polling": sync_is_running(sync),
     }
 
 
@@ -185,43 +141,6 @@ def endpoint_list(request):
 
 
 # --- sync ---------------------------------------------------------------------------------
-
-
-def _run_sync(username: str) -> None:
-    """The background sync: progress is written at most twice a second for the poller."""
-    last_touch = [0.0]
-
-    def progress(pages: int, seen: int, total: int) -> None:
-        now = time.monotonic()
-        if now - last_touch[0] >= 0.5:
-            last_touch[0] = now
-            services.sync_status_touch(pages=pages, total=total)
-
-    try:
-        services.endpoint_sync_all(triggered_by=username, progress=progress)
-    except services.SyncAlreadyRunning:
-        logger.info("sync requested by %s: another sync is already running", username)
-    except VobizError as exc:  # recorded on the sync state; the list keeps the cache
-        logger.warning("sync requested by %s failed: %s", username, exc.message)
-    except Exception:
-        logger.exception("sync requested by %s crashed", username)
-    finally:
-        connection.close()
-
-
-def start_sync_thread(username: str) -> threading.Thread:
-    """Start a sync in a daemon thread and return it (tests join it)."""
-    thread = threading.Thread(target=_run_sync, args=(username,), name="vobiz-sync",
-                              daemon=True)
-    thread.start()
-    return thread
-
-
-def _sync_running(sync: SyncState) -> bool:
-    if sync.status != SyncState.Status.RUNNING:
-        return False
-    heartbeat = sync.heartbeat_at or sync.started_at
-    return bool(heartbeat and heartbeat > timezone.now() - services.SYNC_STALE_AFTER)
 
 
 def _sync_context(sync: SyncState, *, polling: bool, since: float | None = None,
@@ -243,7 +162,7 @@ def sync_start(request):
     ``sync_status``; otherwise redirect back (PRG) with a message."""
     sync = selectors.sync_status_get()
     since = None
-    if _sync_running(sync):
+    if sync_is_running(sync):
         messages.warning(request, "A sync is already running.")
     else:
         since = time.time()
@@ -252,11 +171,11 @@ def sync_start(request):
         response = render(request, f"{LIST_TEMPLATE}#sync_response",
                           _sync_context(sync, polling=True, since=since))
     else:
-        response = redirect(_safe_next(request, reverse("endpoints:list")))
+        response = redirect(safe_next(request, reverse("endpoints:list")))
     if since is not None:
         # Started once the response is rendered, so this request's reads never contend with
         # the worker's first writes (SQLite locks whole tables).
-        start_sync_thread(request.user.get_username())
+        sync_start_background(username=request.user.get_username())
     return response
 
 
@@ -289,7 +208,7 @@ def sync_status(request):
         since = None
     if since is not None and not math.isfinite(since):
         since = None
-    running = _sync_running(sync)
+    running = sync_is_running(sync)
     starting = (
         not running
         and since is not None
@@ -313,7 +232,7 @@ def sync_status(request):
 
 
 def _cached_or_404(endpoint_id: str):
-    endpoint = selectors.endpoint_get_cached(endpoint_id=endpoint_id)
+    endpoint = selectors.endpoint_get(endpoint_id=endpoint_id)
     if endpoint is None:
         raise Http404("No such endpoint in the list.")
     return endpoint
@@ -322,7 +241,7 @@ def _cached_or_404(endpoint_id: str):
 @require_GET
 @vary_on_headers("HX-Request")
 @permission_required(roles.VIEW, raise_exception=True)
-def endpoint_row(request, endpoint_id):
+def endpoint_list_row(request, endpoint_id):
     """One row of the list, as it is in the cache (Cancel of the inline edit)."""
     if not wants_fragment(request):
         return redirect("endpoints:list")
@@ -355,7 +274,7 @@ def endpoint_alias_edit(request, endpoint_id):
 
     form = AliasForm(request.POST)
     seen = request.POST.get("seen_alias", endpoint.alias)
-    back = _safe_next(request, reverse("endpoints:list"))
+    back = safe_next(request, reverse("endpoints:list"))
     if request.POST.get("alias", "").strip() == seen:
         # Untouched: never re-send (a legacy alias may break today's rules), just close.
         messages.info(request, f"Alias of {endpoint.username} unchanged.")
@@ -386,14 +305,11 @@ def endpoint_alias_edit(request, endpoint_id):
         ))
         seen = now
     except VobizNotFound as exc:
-        form.add_error(None, exc.message or "Vobiz no longer has this endpoint.")
-    except VobizRequestError as exc:
-        field_message = exc.field_errors.get("alias")
-        form.add_error("alias" if field_message else None, field_message or exc.message)
+        form.add_error(None, exc.message)
     except VobizError as exc:
-        form.add_error(None, (f"{exc.message} The endpoint was re-read from Vobiz: check its "
-                              "alias before saving again.") if exc.uncertain
-                       else f"Not saved: {exc.message}")
+        form_add_vobiz_error(form, exc, failed_prefix="Not saved: ", uncertain=(
+            f"{exc.message} The endpoint was re-read from Vobiz: check its alias before "
+            "saving again."))
     else:
         messages.success(request, f"Alias of {endpoint.username} saved.")
         if not fragment:
@@ -404,7 +320,7 @@ def endpoint_alias_edit(request, endpoint_id):
         for error in form.errors.get("alias", []) + form.non_field_errors():
             messages.error(request, f"Alias of {endpoint.username} not saved: {error}")
         return redirect(back)
-    fresh = selectors.endpoint_get_cached(endpoint_id=endpoint_id) or endpoint
+    fresh = selectors.endpoint_get(endpoint_id=endpoint_id) or endpoint
     return _row_form(request, fresh, form, status=422, seen=seen)
 
 
@@ -416,9 +332,9 @@ def endpoint_alias_edit(request, endpoint_id):
 @permission_required(roles.VIEW_AUDIT, raise_exception=True)
 def audit_list(request):
     """Who did what to which endpoint, newest first, filterable and paged."""
-    form = AuditFilterForm(request.GET, actions=selectors.audit_action_choices())
+    form = AuditFilterForm(request.GET, actions=selectors.audit_action_list())
     filters = form.cleaned_filters()
-    page = _page_number(request.GET.get("page"))
+    page = page_number(request.GET.get("page"))
     offset = (page - 1) * AUDIT_PAGE_SIZE
     events, total = selectors.audit_list(filters=filters, offset=offset, limit=AUDIT_PAGE_SIZE)
     last_page = max(1, math.ceil(total / AUDIT_PAGE_SIZE))
@@ -434,7 +350,7 @@ def audit_list(request):
         "total": total,
         "first_index": offset + 1 if events else 0,
         "last_index": offset + len(events),
-        "pager": _pager(page, last_page),
+        "pager": pager(page, last_page),
     }
     if wants_fragment(request):
         return render(request, f"{AUDIT_TEMPLATE}#results_response", context)

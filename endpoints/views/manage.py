@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
@@ -17,16 +16,15 @@ from django.core.cache import cache
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
-from django.utils.dateparse import parse_datetime
 from django.utils.formats import date_format
-from django.utils.timezone import is_naive, localtime, make_aware
+from django.utils.timezone import localtime
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh
 
-from .. import roles, selectors, services
+from .. import display, roles, selectors, services
 from ..forms import (
     PERMISSION_LABELS,
     ApplicationForm,
@@ -35,14 +33,8 @@ from ..forms import (
     PasswordResetForm,
 )
 from ..htmx import wants_fragment
-from ..models import Application
-from ..vobiz import (
-    LOCKED_PERMISSIONS,
-    PERMISSIONS,
-    VobizError,
-    VobizNotFound,
-    VobizRequestError,
-)
+from ..vobiz import VobizError, VobizNotFound
+from .common import form_add_vobiz_error
 
 GONE_MESSAGE = "This endpoint no longer exists at Vobiz; it was removed from the list."
 UNCERTAIN_CREATE = (
@@ -51,7 +43,6 @@ UNCERTAIN_CREATE = (
 )
 NONCE_SESSION_KEY = "endpoint_create_nonces"
 NONCE_KEEP = 20  # open create forms per session that can still be submitted
-SIP_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061, "wss": 7443}
 
 
 # --- reading the endpoint -----------------------------------------------------------------
@@ -89,7 +80,7 @@ def _load(request, endpoint_id: str) -> Loaded:
     except VobizNotFound:
         return Loaded(response=_gone(request, endpoint_id))
     except VobizError as exc:
-        cached = selectors.endpoint_get_cached(endpoint_id=endpoint_id)
+        cached = selectors.endpoint_get(endpoint_id=endpoint_id)
         if cached is None:
             return Loaded(response=_problem_page(
                 request, status=503, title="Vobiz is unreachable",
@@ -105,112 +96,17 @@ def _load(request, endpoint_id: str) -> Loaded:
 
 
 def _cached_or_gone(request, endpoint_id: str):
-    endpoint = selectors.endpoint_get_cached(endpoint_id=endpoint_id)
+    endpoint = selectors.endpoint_get(endpoint_id=endpoint_id)
     return endpoint, (None if endpoint else _gone(request, endpoint_id))
 
 
-# --- what the pages show ------------------------------------------------------------------
-
-
-def sip_domain(sip_uri: str) -> str:
-    """The host of a SIP URI ("sip:jane123@registrar.vobiz.ai;transport=udp" -> the host)."""
-    rest = (sip_uri or "").strip()
-    for scheme in ("sips:", "sip:"):
-        if rest.lower().startswith(scheme):
-            rest = rest[len(scheme):]
-            break
-    rest = rest.rsplit("@", 1)[-1]
-    for stop in (";", "?", ">", "/"):
-        rest = rest.split(stop, 1)[0]
-    if rest.startswith("["):  # IPv6 literal
-        return rest.split("]", 1)[0] + "]"
-    return rest.split(":", 1)[0]
-
-
-def sip_settings(endpoint) -> dict:
-    domain = sip_domain(endpoint.sip_uri)
-    return {
-        "domain": domain,
-        "sip_uri": endpoint.sip_uri,
-        "username": endpoint.username,
-        "transports": [
-            ("UDP", f"{domain}:{SIP_PORTS['udp']}" if domain else ""),
-            ("TCP", f"{domain}:{SIP_PORTS['tcp']}" if domain else ""),
-            ("TLS", f"{domain}:{SIP_PORTS['tls']}" if domain else ""),
-            ("WebSocket (browsers)", f"wss://{domain}:{SIP_PORTS['wss']}" if domain else ""),
-        ],
-    }
-
-
-def _as_datetime(value) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = parse_datetime(value)
-    except ValueError:
-        return None
-    if parsed is not None and is_naive(parsed):
-        parsed = make_aware(parsed)
-    return parsed
-
-
-def registration(endpoint) -> dict | None:
-    """The device registration: raw["sip_registration"] when Vobiz sent one, else the
-    top-level fields. None when nothing is registered."""
-    raw = endpoint.raw if isinstance(endpoint.raw, dict) else {}
-    detail = raw.get("sip_registration")
-    if isinstance(detail, dict) and detail.get("contact"):
-        reg = {
-            "contact": str(detail.get("contact") or ""),
-            "received": str(detail.get("received") or ""),
-            "user_agent": str(detail.get("user_agent") or ""),
-            "path": str(detail.get("path") or ""),
-            "expires": _as_datetime(detail.get("expires")) or endpoint.sip_expires,
-        }
-    elif endpoint.sip_contact:
-        reg = {
-            "contact": endpoint.sip_contact,
-            "received": "",
-            "user_agent": endpoint.sip_user_agent,
-            "path": "",
-            "expires": endpoint.sip_expires,
-        }
-    else:
-        return None
-    reg["device"] = device_label(reg["user_agent"], reg["received"], reg["contact"])
-    reg["raw_registered"] = str(raw.get("sip_registered", "")).lower() == "true"
-    return reg
-
-
-def device_label(user_agent: str, received: str, contact: str) -> str:
-    """ "Zoiper v5.6.2 at 203.0.113.42:5060" """
-    where = received or contact
-    return f"{user_agent or 'A device'} at {where}" if where else (user_agent or "A device")
-
-
-def registered_devices(endpoint) -> list[str]:
-    reg = registration(endpoint)
-    return [reg["device"]] if reg and endpoint.sip_registered else []
-
-
-def _permissions(endpoint) -> list[dict]:
-    return [
-        {
-            "name": name,
-            "label": PERMISSION_LABELS[name],
-            "value": getattr(endpoint, name),
-            "locked": name in LOCKED_PERMISSIONS,
-        }
-        for name in PERMISSIONS
-    ]
+# --- what the pages show -----------------------------------------------------------------
 
 
 def _audit_events(request, endpoint_id: str):
     if not request.user.has_perm(roles.VIEW_AUDIT):
         return None
-    return selectors.audit_for_endpoint(endpoint_id, limit=50)
+    return selectors.audit_list_for_endpoint(endpoint_id=endpoint_id, limit=50)
 
 
 def _detail_context(request, endpoint, *, notice: str = "", reveal: dict | None = None) -> dict:
@@ -218,11 +114,10 @@ def _detail_context(request, endpoint, *, notice: str = "", reveal: dict | None 
         "endpoint": endpoint,
         "endpoint_id": endpoint.endpoint_id,
         "notice": notice,
-        "registration": registration(endpoint),
-        "sip": sip_settings(endpoint),
-        "permissions": _permissions(endpoint),
-        "raw_registered": (endpoint.raw or {}).get("sip_registered")
-        if isinstance(endpoint.raw, dict) else None,
+        "registration": display.registration(endpoint),
+        "sip": display.sip_settings(endpoint),
+        "permissions": display.permission_rows(endpoint),
+        "vobiz_sip_registered": display.vobiz_sip_registered(endpoint),
         "events": _audit_events(request, endpoint.endpoint_id),
         "reveal": reveal,
     }
@@ -240,34 +135,6 @@ def _no_store(response):
     patch_cache_control(response, no_store=True, no_cache=True, must_revalidate=True,
                         private=True, max_age=0)
     return response
-
-
-def _applications():
-    return selectors.application_choices()
-
-
-def _default_app_id() -> str:
-    # The account's default endpoint application preselects the create form's picker.
-    return (
-        Application.objects.filter(default_endpoint_app=True)
-        .values_list("app_id", flat=True)
-        .first()
-        or ""
-    )
-
-
-def _put_vobiz_error_on_form(form, exc: VobizError) -> None:
-    """Field errors next to their fields; anything else as a form-level error."""
-    placed = False
-    if isinstance(exc, VobizRequestError):
-        for name, message in exc.field_errors.items():
-            if name in form.fields and not form.fields[name].disabled:
-                form.add_error(name, message)
-                placed = True
-            else:
-                form.add_error(None, f"{name}: {message}")
-    if not placed:
-        form.add_error(None, exc.message)
 
 
 # --- endpoint page ------------------------------------------------------------------------
@@ -321,9 +188,10 @@ def _create_page(request, form, *, nonce: str, status: int = 200):
 def endpoint_create(request):
     """Create form; on success the endpoint page with the one-time password reveal (no
     redirect, no-store). A replayed POST (refresh, double submit) creates nothing."""
-    applications = _applications()
+    applications = selectors.application_list()
     if request.method == "GET":
-        form = EndpointCreateForm(applications=applications, default_app_id=_default_app_id())
+        form = EndpointCreateForm(applications=applications,
+                                  default_app_id=selectors.application_default_id_get())
         return _create_page(request, form, nonce=_issue_nonce(request))
 
     form = EndpointCreateForm(request.POST, applications=applications)
@@ -339,10 +207,7 @@ def endpoint_create(request):
     try:
         outcome = services.endpoint_create(user=request.user, data=form.service_data())
     except VobizError as exc:
-        if exc.uncertain:
-            form.add_error(None, UNCERTAIN_CREATE)
-        else:
-            _put_vobiz_error_on_form(form, exc)
+        form_add_vobiz_error(form, exc, uncertain=UNCERTAIN_CREATE)
         form.note_password_not_kept()
         return _create_page(request, form, nonce=_issue_nonce(request))
 
@@ -365,30 +230,13 @@ def _edit_response(request, endpoint, form, *, notice: str = "", conflict=None, 
         "form": form,
         "notice": notice,
         "conflict": conflict,
-        "sip": sip_settings(endpoint),
+        "sip": display.sip_settings(endpoint),
     }
     if wants_fragment(request):
         # 422 so htmx swaps the form with its errors in place.
         return render(request, "endpoints/edit.html#form", context,
                       status=422 if status == 200 and (form.errors or conflict) else status)
     return render(request, "endpoints/edit.html", context, status=status)
-
-
-def _conflict_lines(exc: services.EditConflict, typed: dict) -> list[str]:
-    lines = []
-    for name, (seen, now) in exc.changes.items():
-        label = "alias" if name == "alias" else PERMISSION_LABELS.get(name, name)
-        line = f"{label}: you saw {_show(seen)}, Vobiz now has {_show(now)}"
-        if name in typed:
-            line += f" (you entered {_show(typed[name])})"
-        lines.append(line)
-    return lines
-
-
-def _show(value) -> str:
-    if isinstance(value, bool):
-        return "Yes" if value else "No"
-    return f"'{value}'"
 
 
 @require_http_methods(["GET", "POST"])
@@ -401,13 +249,13 @@ def endpoint_edit(request, endpoint_id):
         if loaded.response is not None:
             return loaded.response
         endpoint = loaded.endpoint
-        form = EndpointEditForm(endpoint=endpoint, domain=sip_domain(endpoint.sip_uri))
+        form = EndpointEditForm(endpoint=endpoint, domain=display.sip_domain(endpoint.sip_uri))
         return _edit_response(request, endpoint, form, notice=loaded.notice)
 
     endpoint, gone = _cached_or_gone(request, endpoint_id)
     if gone:
         return gone
-    domain = sip_domain(endpoint.sip_uri)
+    domain = display.sip_domain(endpoint.sip_uri)
     form = EndpointEditForm(request.POST, endpoint=endpoint, domain=domain)
     if not form.is_valid():
         return _edit_response(request, endpoint, form)
@@ -421,29 +269,27 @@ def endpoint_edit(request, endpoint_id):
     except VobizNotFound:
         return _gone(request, endpoint_id)
     except services.EditConflict as exc:
-        current = selectors.endpoint_get_cached(endpoint_id=endpoint_id) or endpoint
-        fresh = EndpointEditForm(endpoint=current, domain=sip_domain(current.sip_uri))
+        current = selectors.endpoint_get(endpoint_id=endpoint_id) or endpoint
+        fresh = EndpointEditForm(endpoint=current, domain=display.sip_domain(current.sip_uri))
         return _edit_response(request, current, fresh,
                               conflict={"message": exc.message,
-                                        "lines": _conflict_lines(exc, changes)})
+                                        "lines": display.conflict_lines(exc.changes, changes)})
     except VobizError as exc:
         current = endpoint
         data = request.POST.copy()
         if exc.uncertain:
             # The service re-read the endpoint: start the next attempt from what Vobiz has.
-            current = selectors.endpoint_get_cached(endpoint_id=endpoint_id)
+            current = selectors.endpoint_get(endpoint_id=endpoint_id)
             if current is None:
                 return _gone(request, endpoint_id)
             data["seen_alias"] = current.alias
             for name in ("allow_voice", "allow_message", "allow_video"):
                 data[f"seen_{name}"] = "true" if getattr(current, name) else "false"
-        form = EndpointEditForm(data, endpoint=current, domain=sip_domain(current.sip_uri))
+        form = EndpointEditForm(data, endpoint=current, domain=display.sip_domain(current.sip_uri))
         form.is_valid()
-        if exc.uncertain:
-            form.add_error(None, f"{exc.message} The endpoint was re-read from Vobiz: check "
-                                 "the values on its page before trying again.")
-        else:
-            _put_vobiz_error_on_form(form, exc)
+        form_add_vobiz_error(form, exc, uncertain=(
+            f"{exc.message} The endpoint was re-read from Vobiz: check the values on its "
+            "page before trying again."))
         return _edit_response(request, current, form)
     names = ", ".join("alias" if n == "alias" else PERMISSION_LABELS[n] for n in changes)
     messages.success(request, f"Saved {endpoint.username}: changed {names}.")
@@ -487,17 +333,15 @@ def endpoint_password(request, endpoint_id):
     except VobizNotFound:
         return _gone(request, endpoint_id)
     except VobizError as exc:
-        if exc.uncertain:
-            form.add_error(None, f"{exc.message} The password may or may not have been "
-                                 "changed; the endpoint was re-read. If devices cannot "
-                                 "register, reset the password again.")
-        else:
-            _put_vobiz_error_on_form(form, exc)
+        form_add_vobiz_error(form, exc, uncertain=(
+            f"{exc.message} The password may or may not have been changed; the endpoint was "
+            "re-read. If devices cannot register, reset the password again."))
         form.note_password_not_kept()
-        endpoint = selectors.endpoint_get_cached(endpoint_id=endpoint_id) or endpoint
+        endpoint = selectors.endpoint_get(endpoint_id=endpoint_id) or endpoint
         return _password_page(request, endpoint, form)
 
-    signed_out = [device_label(r.user_agent, r.received, r.contact) for r in outcome.signed_out]
+    signed_out = [display.device_label(r.user_agent, r.received, r.contact)
+                  for r in outcome.signed_out]
     reveal = {"kind": "password", "password": RevealedPassword(form.cleaned_data["password"]),
               "signed_out": signed_out}
     context = _detail_context(request, outcome.endpoint, reveal=reveal)
@@ -509,7 +353,7 @@ def _password_page(request, endpoint, form, *, notice: str = ""):
         "endpoint": endpoint,
         "form": form,
         "notice": notice,
-        "devices": registered_devices(endpoint),
+        "devices": display.registered_devices(endpoint),
     })
 
 
@@ -524,17 +368,11 @@ def _application_page(request, endpoint, form, *, notice: str = ""):
     })
 
 
-def _app_label(endpoint) -> str:
-    if not endpoint.app_id:
-        return ""
-    return f"{endpoint.app_name} ({endpoint.app_id})" if endpoint.app_name else endpoint.app_id
-
-
 @require_http_methods(["GET", "POST"])
 @permission_required(roles.MANAGE_APPLICATION, raise_exception=True)
 def endpoint_application(request, endpoint_id):
     """Attach, change or detach the call-routing application; verified by a re-read."""
-    applications = _applications()
+    applications = selectors.application_list()
     if request.method == "GET":
         loaded = _load(request, endpoint_id)
         if loaded.response is not None:
@@ -552,33 +390,32 @@ def endpoint_application(request, endpoint_id):
     app_id = form.target_app_id()
     before = endpoint.app_id
     try:
-        updated = services.endpoint_set_application(
+        updated = services.endpoint_application_set(
             user=request.user, endpoint_id=endpoint_id, app_id=app_id
         )
     except VobizNotFound:
         return _gone(request, endpoint_id)
     except services.WriteNotApplied as exc:
         messages.warning(request, f"Vobiz did not take the change. {exc.message}")
-        current = selectors.endpoint_get_cached(endpoint_id=endpoint_id) or endpoint
+        current = selectors.endpoint_get(endpoint_id=endpoint_id) or endpoint
         return _application_page(request, current, form)
     except VobizError as exc:
-        if exc.uncertain:
-            form.add_error(None, f"{exc.message} The application may or may not have been "
-                                 "changed; the endpoint was re-read.")
-        else:
-            _put_vobiz_error_on_form(form, exc)
-        current = selectors.endpoint_get_cached(endpoint_id=endpoint_id) or endpoint
+        form_add_vobiz_error(form, exc, uncertain=(
+            f"{exc.message} The application may or may not have been changed; the endpoint "
+            "was re-read."))
+        current = selectors.endpoint_get(endpoint_id=endpoint_id) or endpoint
         return _application_page(request, current, form)
 
+    label = display.application_label(updated)
     if not app_id:
         text = (f"Detached the application from {updated.username}." if before
                 else f"{updated.username} has no application.")
     elif before == app_id:
-        text = f"{updated.username} was already linked to {_app_label(updated)}."
+        text = f"{updated.username} was already linked to {label}."
     elif before:
-        text = f"Changed the application of {updated.username} to {_app_label(updated)}."
+        text = f"Changed the application of {updated.username} to {label}."
     else:
-        text = f"Attached {_app_label(updated)} to {updated.username}."
+        text = f"Attached {label} to {updated.username}."
     messages.success(request, text)
     return redirect("endpoints:detail", endpoint_id=endpoint_id)
 
@@ -596,12 +433,12 @@ def endpoint_delete(request, endpoint_id):
             return loaded.response
         return _delete_page(request, loaded.endpoint, notice=loaded.notice)
 
-    endpoint = selectors.endpoint_get_cached(endpoint_id=endpoint_id)
+    endpoint = selectors.endpoint_get(endpoint_id=endpoint_id)
     label = endpoint.username if endpoint else endpoint_id
     try:
         services.endpoint_delete(user=request.user, endpoint_id=endpoint_id)
     except VobizError as exc:
-        current = selectors.endpoint_get_cached(endpoint_id=endpoint_id)
+        current = selectors.endpoint_get(endpoint_id=endpoint_id)
         if current is None:
             return _gone(request, endpoint_id)
         error = exc.message
@@ -617,5 +454,5 @@ def _delete_page(request, endpoint, *, notice: str = "", error: str = ""):
         "endpoint": endpoint,
         "notice": notice,
         "error": error,
-        "devices": registered_devices(endpoint),
+        "devices": display.registered_devices(endpoint),
     })

@@ -109,9 +109,16 @@
     return "in " + sec + " s";
   }
 
+  var ticking = null;
+
   function tick() {
     var now = Date.now();
-    document.querySelectorAll("time[data-countdown]").forEach(function (el) {
+    var countdowns = document.querySelectorAll("time[data-countdown]");
+    if (!countdowns.length && ticking) {
+      window.clearInterval(ticking);
+      ticking = null;
+    }
+    countdowns.forEach(function (el) {
       var when = Date.parse(el.getAttribute("datetime"));
       if (isNaN(when)) return;
       var text = remainingText(when - now);
@@ -158,6 +165,10 @@
       .forEach(function (el) { el.hidden = false; });
     root.querySelectorAll("[data-app-search-wrap]").forEach(function (el) { el.hidden = false; });
     tick();
+    // Tick every second only while something on the page counts down.
+    if (!ticking && document.querySelector("time[data-countdown]")) {
+      ticking = window.setInterval(tick, 1000);
+    }
   }
 
   document.addEventListener("click", function (event) {
@@ -237,7 +248,6 @@
       var reveal = document.querySelector("[data-reveal]");
       if (reveal) reveal.focus();
     }
-    window.setInterval(tick, 1000);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);

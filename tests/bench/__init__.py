@@ -379,11 +379,10 @@ def naive_sync() -> int:
         for app in page.objects:
             names[app.app_id] = app.name
             Application.objects.update_or_create(app_id=app.app_id, defaults={
-                "name": app.name, "answer_url": app.answer_url, "sub_account": app.sub_account,
-                "default_endpoint_app": app.default_endpoint_app, "raw": app.raw,
+                "name": app.name, "default_endpoint_app": app.default_endpoint_app, "raw": app.raw,
                 "synced_at": now})
     written = 0
-    for page in client.iter_endpoint_pages():
+    for page in vobiz._walk(lambda offset: client.list_endpoints(offset=offset)):
         for remote in page.objects:
             reg = remote.registration
             Endpoint.objects.update_or_create(endpoint_id=remote.endpoint_id, defaults={

@@ -13,10 +13,10 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def live(live_server, sandbox, transactional_db):
     """The live server URL, after a real sync filled the cache from the sandbox."""
-    from endpoints import roles, services
+    from endpoints import roles, sync
 
     roles.ensure_roles()
-    services.endpoint_sync_all(triggered_by="tests")
+    sync.endpoint_sync_all(triggered_by="tests")
     return live_server.url
 
 

@@ -6,7 +6,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from endpoints import roles, services
+from endpoints import roles, sync
 from endpoints.models import Endpoint
 
 from .conftest import login
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.browser
 def hostile_live(live_server, sandbox, transactional_db, admin_user_role):
     sandbox.reset(hostile=True)
     roles.ensure_roles()
-    services.endpoint_sync_all(triggered_by="tests")
+    sync.endpoint_sync_all(triggered_by="tests")
     return live_server.url
 
 

@@ -40,7 +40,7 @@ from django.contrib.auth.models import Group
 from django.db import connection
 from django.db.models import Count
 
-from endpoints import filters, roles, selectors, services
+from endpoints import filters, roles, selectors, sync
 from endpoints.models import Application, AuditEvent, Endpoint
 
 USERS = int(os.environ.get("LOAD_USERS", "8"))
@@ -226,8 +226,8 @@ class SyncLoop(threading.Thread):
             while not self.stop.is_set():
                 start = time.perf_counter()
                 try:
-                    services.endpoint_sync_all(triggered_by="loadtest")
-                except services.SyncAlreadyRunning:
+                    sync.endpoint_sync_all(triggered_by="loadtest")
+                except sync.SyncAlreadyRunning:
                     self.busy += 1
                     self.stop.wait(0.2)
                     continue
@@ -348,7 +348,7 @@ def test_users_browse_filter_and_edit_while_syncs_run(live_server, sandbox, tran
     base = f"http://127.0.0.1:{host.port}"
     assert urlsplit(sandbox.server.api_url).hostname == "127.0.0.1"
     sandbox.reset(endpoints=ENDPOINTS, applications=APPLICATIONS)
-    services.endpoint_sync_all(triggered_by="loadtest-setup")
+    sync.endpoint_sync_all(triggered_by="loadtest-setup")
     assert Endpoint.objects.count() == ENDPOINTS
 
     all_ids = list(Endpoint.objects.order_by("username").values_list("endpoint_id", flat=True))
@@ -384,7 +384,7 @@ def test_users_browse_filter_and_edit_while_syncs_run(live_server, sandbox, tran
     hung = [t.name for t in [*threads, loop] if t.is_alive()]
 
     # A last sync, then everything must agree.
-    services.endpoint_sync_all(triggered_by="loadtest-final")
+    sync.endpoint_sync_all(triggered_by="loadtest-final")
     remote = _remote_endpoints(sandbox)
     cache = dict(Endpoint.objects.values_list("endpoint_id", "alias"))
     duplicates = list(Endpoint.objects.values("endpoint_id").annotate(n=Count("id"))

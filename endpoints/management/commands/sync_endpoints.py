@@ -7,7 +7,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
-from endpoints import services
+from endpoints import sync
 from endpoints.vobiz import VobizError
 
 
@@ -67,10 +67,10 @@ class Command(BaseCommand):
 
         started = time.monotonic()
         try:
-            result = services.endpoint_sync_all(
+            result = sync.endpoint_sync_all(
                 triggered_by="sync_endpoints", concurrency=concurrency, progress=progress
             )
-        except services.SyncAlreadyRunning:
+        except sync.SyncAlreadyRunning:
             self.stderr.write("Another sync is running; not starting a second one.")
             return "Another sync is running."
         except VobizError as exc:
