@@ -1,8 +1,11 @@
 """Shared fixtures: the Vobiz sandbox over real loopback HTTP, settings pointing at it,
 users for each role, and Chromium for the browser tests."""
 
+from datetime import UTC, datetime
+
 import pytest
 import requests
+import time_machine
 
 from vobizadmin.sandbox.server import SandboxServer
 
@@ -91,6 +94,22 @@ def retry_waits(monkeypatch):
     waits: list[float] = []
     monkeypatch.setattr(vobiz, "retry_pause", waits.append)
     return waits
+
+
+# When the tests that take the ``clock`` fixture run: a fixed instant, not the machine's.
+CLOCK_START = datetime(2026, 12, 3, 9, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock():
+    """Time that stands still until the test moves it (``clock.shift(seconds)``).
+
+    time-machine patches the clock process-wide: ``timezone.now()``, ``time.time()`` (the
+    local-memory cache's expiry), and the sandbox's own clock all read it, so a count window,
+    a registration's expiry or a session's age never depends on how fast the machine runs.
+    Timeouts (``time.monotonic``) still run on real time."""
+    with time_machine.travel(CLOCK_START, tick=False) as traveller:
+        yield traveller
 
 
 @pytest.fixture(autouse=True)

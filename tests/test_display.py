@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 from endpoints.models import Endpoint
 from endpoints.templatetags import endpoint_display as display
 
+# Time stands still unless a test moves it (conftest's clock).
+pytestmark = pytest.mark.usefixtures("clock")
+
 
 def endpoint(**fields):
     fields.setdefault("endpoint_id", "100000000000001")

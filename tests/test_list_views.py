@@ -20,6 +20,9 @@ from endpoints import roles, services, sync
 from endpoints.models import AuditEvent, Endpoint, SyncState, UserPreference
 from endpoints.views import browse
 
+# Time stands still unless a test moves it (conftest's clock).
+pytestmark = pytest.mark.usefixtures("clock")
+
 HX = {"HTTP_HX_REQUEST": "true"}
 LIST = "/"
 

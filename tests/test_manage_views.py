@@ -16,6 +16,9 @@ from django.urls import reverse
 from endpoints.models import Application, AuditEvent, Endpoint
 from endpoints.views.manage import GONE_MESSAGE, NONCE_SESSION_KEY, UNCERTAIN_CREATE
 
+# Time stands still unless a test moves it (conftest's clock).
+pytestmark = pytest.mark.usefixtures("clock")
+
 PASSWORD = "Reveal-Once-Secret-42"
 TYPED = "revealdesk"
 HX = {"HTTP_HX_REQUEST": "true"}

@@ -14,7 +14,7 @@ from endpoints import selectors
 from endpoints.cache import cache_version_bump
 from endpoints.models import AuditEvent, Endpoint
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clock")]
 
 _ids = count(100000000000001)
 
@@ -198,11 +198,10 @@ def test_counts_are_counted_once_per_cache_version_and_window(people, django_ass
     assert counts["matching"] == 5 and counts["total"] == 6
 
 
-def test_counts_are_recounted_when_the_window_moves_on(people, monkeypatch):
+def test_counts_are_recounted_when_the_window_moves_on(people, clock):
     assert selectors.endpoint_counts(version=0)["total"] == 5
     make("late7007")
-    later = timezone.now() + timedelta(seconds=selectors.COUNTS_SECONDS)
-    monkeypatch.setattr(selectors.timezone, "now", lambda: later)
+    clock.shift(selectors.COUNTS_SECONDS)
     assert selectors.endpoint_counts(version=0)["total"] == 6
 
 

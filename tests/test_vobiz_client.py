@@ -16,6 +16,9 @@ from endpoints.vobiz import (
     VobizUnavailable,
 )
 
+# Time stands still unless a test moves it (conftest's clock).
+pytestmark = pytest.mark.usefixtures("clock")
+
 
 def _client(sandbox, **overrides):
     options = {
