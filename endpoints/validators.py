@@ -1,4 +1,4 @@
-"""The documented rules for values staff type (CONTRACT.md, "Validation rules").
+"""The documented rules for values staff type (docs/vobiz-api.md, "Validation rules").
 
 Legacy values from the API may break them; they are displayed as they are and never
 re-sent unless the user changes them.
