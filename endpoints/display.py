@@ -3,40 +3,41 @@ permissions and labels. Plain data for templates; nothing here queries or calls 
 
 from __future__ import annotations
 
-from .forms import PERMISSION_LABELS
-from .vobiz import LOCKED_PERMISSIONS, PERMISSIONS, ParseError, parse_endpoint
+from django.conf import settings
+
+from .vobiz import (
+    LOCKED_PERMISSIONS,
+    PERMISSION_LABELS,
+    PERMISSIONS,
+    ParseError,
+    parse_endpoint,
+)
 
 SIP_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061, "wss": 7443}
 
 
-def sip_domain(sip_uri: str) -> str:
-    """The host of a SIP URI ("sip:jane123@registrar.vobiz.ai;transport=udp" -> the host)."""
-    rest = (sip_uri or "").strip()
-    for scheme in ("sips:", "sip:"):
-        if rest.lower().startswith(scheme):
-            rest = rest[len(scheme):]
-            break
-    rest = rest.rsplit("@", 1)[-1]
-    for stop in (";", "?", ">", "/"):
-        rest = rest.split(stop, 1)[0]
-    if rest.startswith("["):  # IPv6 literal
-        return rest.split("]", 1)[0] + "]"
-    return rest.split(":", 1)[0]
+def sip_domain() -> str:
+    """The SIP server and domain devices register with (``VOBIZ_SIP_DOMAIN``). Vobiz's docs
+    name ``sip.vobiz.ai``; an endpoint's ``sip_uri`` host (``registrar.vobiz.ai`` in some
+    examples) is where external callers reach it, not where devices register."""
+    return settings.VOBIZ_SIP_DOMAIN
 
 
 def sip_settings(endpoint) -> dict:
-    """What a device needs to register: domain, username as stored, transports and ports."""
-    domain = sip_domain(endpoint.sip_uri)
+    """What a device needs to register: server and domain, username as stored, display
+    name (the alias), transports and ports (docs/vobiz-api.md, "Registration and clients")."""
+    domain = sip_domain()
     return {
         "domain": domain,
         "sip_uri": endpoint.sip_uri,
         "username": endpoint.username,
+        "display_name": endpoint.alias,
         "transports": [
-            ("UDP", f"{domain}:{SIP_PORTS['udp']}" if domain else ""),
-            ("TCP", f"{domain}:{SIP_PORTS['tcp']}" if domain else ""),
-            ("TLS", f"{domain}:{SIP_PORTS['tls']}" if domain else ""),
-            ("WebSocket (browsers)", f"wss://{domain}:{SIP_PORTS['wss']}" if domain else ""),
+            ("UDP", f"{domain}:{SIP_PORTS['udp']}"),
+            ("TCP", f"{domain}:{SIP_PORTS['tcp']}"),
+            ("TLS", f"{domain}:{SIP_PORTS['tls']}"),
         ],
+        "webrtc": f"wss://{domain}:{SIP_PORTS['wss']}",
     }
 
 

@@ -21,17 +21,14 @@ from .validators import (
     validate_password,
     validate_username,
 )
-from .vobiz import EDITABLE_PERMISSIONS, LOCKED_PERMISSIONS, PERMISSION_DEFAULTS, PERMISSIONS
+from .vobiz import (
+    EDITABLE_PERMISSIONS,
+    LOCKED_PERMISSIONS,
+    PERMISSION_DEFAULTS,
+    PERMISSION_LABELS,
+    PERMISSIONS,
+)
 
-PERMISSION_LABELS = {
-    "allow_voice": "Voice calls",
-    "allow_message": "Messaging",
-    "allow_video": "Video calls",
-    "allow_same_domain": "Calls to the same domain",
-    "allow_other_domains": "Calls to other domains",
-    "allow_phones": "Calls to phone numbers",
-    "allow_apps": "Calls to apps",
-}
 # The HTML pattern attribute is matched against the whole value; written to be valid with
 # the "v" regex flag Chromium uses for patterns (hence the escaped hyphen).
 USERNAME_PATTERN = "[A-Za-z0-9]+"
@@ -121,10 +118,19 @@ class EndpointCreateForm(PasswordNotKeptMixin, forms.Form):
         "endpoint application, if one is set.",
     )
 
-    def __init__(self, *args, applications=(), default_app_id: str = "", **kwargs):
+    sub_account = forms.ChoiceField(
+        label="Sub-account",
+        required=False,
+        help_text="Who the endpoint belongs to: the main account, or one of its sub-accounts.",
+    )
+
+    def __init__(self, *args, applications=(), default_app_id: str = "", sub_accounts=(),
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["application"].choices = application_options(applications, empty_label="None")
         self.fields["application"].initial = default_app_id or ""
+        self.fields["sub_account"].choices = [("", "Main account"),
+                                              *[(sub, sub) for sub in sub_accounts]]
         for name in PERMISSIONS:
             self.fields[name] = forms.BooleanField(
                 label=PERMISSION_LABELS[name], required=False, initial=PERMISSION_DEFAULTS[name]
@@ -141,15 +147,31 @@ class EndpointCreateForm(PasswordNotKeptMixin, forms.Form):
             "password": data["password"],
             "alias": data.get("alias") or "",
             "application": data.get("application") or "",
+            "sub_account": data.get("sub_account") or "",
         }
         out.update({name: bool(data.get(name)) for name in PERMISSIONS})
         return out
 
 
+NOT_REPORTED = "Not reported by Vobiz"
+
+
+class UnknownPermissionSelect(forms.NullBooleanSelect):
+    """For a permission Vobiz did not report: leave it unknown (never sent), or set it."""
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs)
+        self.choices = [("unknown", f"{NOT_REPORTED}: leave as it is"), ("true", "Yes"),
+                        ("false", "No")]
+
+
 class EndpointEditForm(forms.Form):
     """Alias and the three editable permissions. ``seen_*`` hidden fields carry the values the
     form started from, so the service can detect that Vobiz changed meanwhile and only the
-    fields the user changed are sent. Locked values are shown disabled and never read."""
+    fields the user changed are sent. Locked values are shown disabled and never read.
+
+    A permission Vobiz did not report is unknown (None): an editable one is a choice that
+    starts at "leave as it is", a locked one says "Not reported by Vobiz"."""
 
     alias = forms.CharField(
         label="Alias",
@@ -178,15 +200,27 @@ class EndpointEditForm(forms.Form):
             for name in EDITABLE_PERMISSIONS:
                 initial.setdefault(f"seen_{name}", getattr(endpoint, name))
         super().__init__(*args, initial=initial, **kwargs)
+        unknown = {name for name in PERMISSIONS
+                   if endpoint is not None and getattr(endpoint, name) is None}
         for name in EDITABLE_PERMISSIONS:
-            self.fields[name] = forms.BooleanField(label=PERMISSION_LABELS[name], required=False)
-            self.fields[f"seen_{name}"] = forms.BooleanField(
+            label = PERMISSION_LABELS[name]
+            self.fields[name] = (
+                forms.NullBooleanField(label=label, required=False,
+                                       widget=UnknownPermissionSelect)
+                if name in unknown else forms.BooleanField(label=label, required=False))
+            # "True", "False" or "" (not reported): what the form started from.
+            self.fields[f"seen_{name}"] = forms.NullBooleanField(
                 required=False, widget=forms.HiddenInput
             )
         for name in LOCKED_PERMISSIONS:
-            self.fields[name] = forms.BooleanField(
-                label=PERMISSION_LABELS[name], required=False, disabled=True
-            )
+            label = PERMISSION_LABELS[name]
+            self.fields[name] = (
+                forms.CharField(label=label, required=False, disabled=True,
+                                initial=NOT_REPORTED)
+                if name in unknown else
+                forms.BooleanField(label=label, required=False, disabled=True))
+            if name in unknown:
+                self.initial[name] = NOT_REPORTED
         # A legacy alias that breaks the rules shows as it is; the browser only checks the
         # pattern once the user edits it (endpoint.js adds the attribute on input).
         self.fields["alias"].widget.attrs["data-pattern"] = ALIAS_PATTERN
@@ -214,18 +248,25 @@ class EndpointEditForm(forms.Form):
         return [self[name] for name in ("username", "endpoint_id", "domain", *LOCKED_PERMISSIONS)]
 
     def seen(self) -> dict:
+        """The values the form started from (None: a permission Vobiz did not report)."""
         return {
             "alias": self.cleaned_data.get("seen_alias", ""),
-            **{name: bool(self.cleaned_data.get(f"seen_{name}")) for name in EDITABLE_PERMISSIONS},
+            **{name: self.cleaned_data.get(f"seen_{name}") for name in EDITABLE_PERMISSIONS},
         }
 
     def changes(self) -> dict:
-        """Only the editable fields whose value differs from what the form started with."""
+        """Only the editable fields whose value differs from what the form started with; an
+        unknown permission left unknown is not a change."""
         seen = self.seen()
-        current = {
-            "alias": self.cleaned_data.get("alias", ""),
-            **{name: bool(self.cleaned_data.get(name)) for name in EDITABLE_PERMISSIONS},
-        }
+        current = {"alias": self.cleaned_data.get("alias", "")}
+        for name in EDITABLE_PERMISSIONS:
+            value = self.cleaned_data.get(name)
+            if isinstance(self.fields[name], forms.NullBooleanField):
+                if value is None:
+                    continue
+            else:
+                value = bool(value)
+            current[name] = value
         return {name: value for name, value in current.items() if value != seen[name]}
 
 

@@ -12,11 +12,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from django.views.decorators.debug import sensitive_variables
+
 from . import vobiz
 from .cache import endpoint_cache_drop, endpoint_cache_put
 from .models import AuditEvent, Endpoint, UserPreference
 from .vobiz import (
     EDITABLE_PERMISSIONS,
+    PERMISSION_LABELS,
     PERMISSIONS,
     RemoteEndpoint,
     VobizError,
@@ -137,53 +140,94 @@ class CreateOutcome:
     # Empty when the read-back confirmed what Vobiz stored; otherwise why it could not, and
     # the row holds only what the create answer said (the next sync completes it).
     unverified: str = ""
+    # What was sent but is not what Vobiz stored: "Video calls: sent Yes, Vobiz has No".
+    # Four permissions can never be changed later, so this is said at once.
+    not_kept: list[str] = field(default_factory=list)
 
     @property
     def username_rewritten(self) -> bool:
         return self.endpoint.username != self.typed_username
 
 
-def endpoint_create(*, user, data: dict, client: vobiz.VobizClient | None = None) -> CreateOutcome:
-    """Create an endpoint at Vobiz (never retried), then GET it to learn the stored username.
-
-    ``data`` holds username, password, alias, application (app id or ""), the seven
-    permissions and optionally sub_account. Raises VobizError; on an uncertain create the
-    audit says so and the caller must tell the user to check the list before retrying.
-    """
-    client = client or vobiz.get_client()
-    typed = data["username"]
-    body = {"username": typed, "password": data["password"]}
+def _create_body(data: dict) -> dict:
+    body = {"username": data["username"], "password": data["password"]}
     if data.get("alias"):
         body["alias"] = data["alias"]
     if data.get("application"):
-        body["application"] = data["application"]
+        body["application"] = vobiz.app_id_value(data["application"])
     if data.get("sub_account"):
         body["sub_account"] = data["sub_account"]
     for perm in PERMISSIONS:
         if perm in data:
             body[perm] = bool(data[perm])
+    return body
+
+
+def _not_kept(body: dict, stored: RemoteEndpoint) -> list[str]:
+    """The application and permissions that were sent and that the read-back shows
+    otherwise. A permission the read-back does not report cannot be checked: it is said."""
+    def yes(value):
+        return "Yes" if value else "No"
+
+    lines = []
+    if "application" in body and str(body["application"]) != stored.app_id:
+        lines.append(f"Application: sent {body['application']}, Vobiz has "
+                     f"{stored.app_id or 'none'}")
+    for perm in PERMISSIONS:
+        if perm not in body:
+            continue
+        kept = stored.permissions.get(perm)
+        if kept is None:
+            lines.append(f"{PERMISSION_LABELS[perm]}: sent {yes(body[perm])}, Vobiz did not "
+                         "report it")
+        elif kept != body[perm]:
+            lines.append(f"{PERMISSION_LABELS[perm]}: sent {yes(body[perm])}, Vobiz has "
+                         f"{yes(kept)}")
+    return lines
+
+
+@sensitive_variables()  # ``data`` and ``body`` hold the SIP password
+def endpoint_create(*, user, data: dict, client: vobiz.VobizClient | None = None) -> CreateOutcome:
+    """Create an endpoint at Vobiz (never retried), then GET it to learn what Vobiz stored.
+
+    ``data`` holds username, password, alias, application (app id or ""), the seven
+    permissions and optionally sub_account. The read-back is compared with what was sent
+    (the stored username; the application and permissions, in ``not_kept``). Raises
+    VobizError; on an uncertain create the audit says so and the caller must tell the user
+    to check the list before retrying.
+    """
+    client = client or vobiz.get_client()
+    typed = data["username"]
+    body = _create_body(data)
     summary = {k: [None, v] for k, v in body.items() if k != "password"}
     with _audited(user=user, action="create", client=client, changes=summary) as record:
         record.label = typed
         created = client.create_endpoint(body)
         record.endpoint_id = created.endpoint_id
-        unverified = ""
+        unverified, not_kept = "", []
         try:
-            endpoint = endpoint_cache_put(client.get_endpoint(created.endpoint_id))
+            stored = client.get_endpoint(created.endpoint_id)
         except VobizError as exc:
             # The endpoint exists: the user must still get the password (it is shown only
             # now), so keep what the create answer told us instead of reporting a failure.
+            stored = None
             endpoint = endpoint_cache_put(_remote_from_create(created, body))
             unverified = (f"Vobiz created the endpoint but could not be read back "
                           f"({exc.message}); the username shown is what the create answer "
                           "said. Open the endpoint page to confirm it before configuring a "
                           "device.")
+        if stored is not None:
+            endpoint = endpoint_cache_put(stored)
+            not_kept = _not_kept(body, stored)
         record.label = endpoint.username
         record.changes["username"] = [None, endpoint.username]
         notes = [f"Vobiz stored the username as {endpoint.username} (typed {typed})."
-                 if endpoint.username != typed else "", unverified]
+                 if endpoint.username != typed else "", unverified,
+                 ("Vobiz did not keep what was sent: " + "; ".join(not_kept) + ".")
+                 if not_kept else ""]
         record.message = " ".join(n for n in notes if n)
-    return CreateOutcome(endpoint=endpoint, typed_username=typed, unverified=unverified)
+    return CreateOutcome(endpoint=endpoint, typed_username=typed, unverified=unverified,
+                         not_kept=not_kept)
 
 
 def _remote_from_create(created: vobiz.CreateResult, body: dict) -> RemoteEndpoint:
@@ -192,6 +236,8 @@ def _remote_from_create(created: vobiz.CreateResult, body: dict) -> RemoteEndpoi
     username = created.username or (sip_uri[4:].split("@", 1)[0] if sip_uri.startswith("sip:")
                                     else "") or body["username"]
     record = {k: v for k, v in body.items() if k != "password"}
+    if "application" in record:
+        record["application"] = str(record["application"])
     record.update({"endpoint_id": created.endpoint_id, "username": username,
                    "sip_uri": sip_uri, "sip_registered": "false"})
     return vobiz.parse_endpoint(record)
@@ -248,7 +294,9 @@ def endpoint_update(
         client.update_endpoint(endpoint_id, to_send)
         after = client.get_endpoint(endpoint_id)
         endpoint = endpoint_cache_put(after)
-        missed = [k for k, v in to_send.items() if _remote_value(after, k) != v]
+        # A field the read-back does not report cannot be checked: skipped, not failed.
+        missed = [k for k, v in to_send.items()
+                  if _remote_value(after, k) is not None and _remote_value(after, k) != v]
         if missed:
             raise WriteNotApplied(
                 "Vobiz accepted the change but the endpoint still shows the old "
@@ -263,6 +311,7 @@ class PasswordResetOutcome:
     signed_out: list  # Registration objects that were active before the reset
 
 
+@sensitive_variables()  # ``password``
 def endpoint_password_reset(
     *, user, endpoint_id: str, password: str, client: vobiz.VobizClient | None = None
 ) -> PasswordResetOutcome:
@@ -301,7 +350,8 @@ def endpoint_application_set(
         record.changes = {"application": [before.app_id or None, app_id or None]}
         if before.app_id == app_id:
             return endpoint_cache_put(before)
-        payload = {"app_id": app_id, "application": app_id} if app_id else {
+        value = vobiz.app_id_value(app_id) if app_id else None
+        payload = {"app_id": value, "application": value} if app_id else {
             "app_id": "", "application": None}
         client.update_endpoint(endpoint_id, payload)
         after = client.get_endpoint(endpoint_id)

@@ -198,12 +198,15 @@ def endpoint_sync_all(
                 sync_status_touch(pages=result.pages, total=total)
 
         handle(first)
-        offsets = list(range(PAGE_LIMIT, total, PAGE_LIMIT)) if first.has_next else []
+        # Step by what the first page held, not by the limit asked for: an API that caps
+        # pages below PAGE_LIMIT would otherwise have every page after the first skip rows.
+        step = len(first.objects) + len(first.skipped) or PAGE_LIMIT
+        offsets = list(range(step, total, step)) if first.has_next else []
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sync") as pool:
             # A bounded window keeps memory flat, yet holds a write batch's worth of pages:
             # while this thread waits for the database to take a batch, the fetchers keep
             # fetching and parsing the next one instead of idling (~40% off a 100,000 sync).
-            window = concurrency * 2 + SYNC_WRITE_BATCH // PAGE_LIMIT
+            window = concurrency * 2 + SYNC_WRITE_BATCH // step
             pending = [pool.submit(client.list_endpoints, limit=PAGE_LIMIT, offset=o)
                        for o in offsets[:window]]
             next_index = len(pending)

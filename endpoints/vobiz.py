@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 from django.conf import settings
 from django.utils.dateparse import parse_datetime
+from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
@@ -51,6 +52,16 @@ PERMISSION_DEFAULTS = {
     "allow_other_domains": False,
     "allow_phones": True,
     "allow_apps": True,
+}
+# How the dashboard names them.
+PERMISSION_LABELS = {
+    "allow_voice": "Voice calls",
+    "allow_message": "Messaging",
+    "allow_video": "Video calls",
+    "allow_same_domain": "Calls to the same domain",
+    "allow_other_domains": "Calls to other domains",
+    "allow_phones": "Calls to phone numbers",
+    "allow_apps": "Calls to apps",
 }
 EDITABLE_PERMISSIONS = ("allow_voice", "allow_message", "allow_video")
 LOCKED_PERMISSIONS = tuple(p for p in PERMISSIONS if p not in EDITABLE_PERMISSIONS)
@@ -136,7 +147,8 @@ class RemoteEndpoint:
     resource_uri: str
     created_at: datetime | None
     updated_at: datetime | None
-    permissions: dict[str, bool]
+    # None for a permission the record did not carry: unknown, never its documented default.
+    permissions: dict[str, bool | None]
     raw: dict = field(repr=False, compare=False, hash=False)
 
     @property
@@ -195,6 +207,12 @@ def _text(value: Any) -> str:
     raise ParseError(f"expected text, got {type(value).__name__}")
 
 
+def app_id_value(app_id: str) -> int | str:
+    """An application id as the API types it: the create doc says ``application`` is an
+    integer, so an all-digit id is sent as a JSON number (anything else as it is)."""
+    return int(app_id) if app_id.isascii() and app_id.isdigit() else app_id
+
+
 def _id(value: Any, name: str) -> str:
     if isinstance(value, bool) or value is None:
         raise ParseError(f"{name} missing")
@@ -205,7 +223,7 @@ def _id(value: Any, name: str) -> str:
     return text
 
 
-def _bool(value: Any, default: bool) -> bool:
+def _bool(value: Any, default: bool | None) -> bool | None:
     if value is None or value == "":
         return default
     if isinstance(value, bool):
@@ -252,6 +270,14 @@ def _app_ref(value: Any) -> tuple[str, str]:
     raise ParseError(f"unreadable application of type {type(value).__name__}")
 
 
+def _without_secrets(data: dict) -> dict:
+    """The record as we keep it: a ``password`` key (write-only at Vobiz, but a record that
+    carried one anyway) is dropped before anything stores or logs the record."""
+    if not any(isinstance(key, str) and key.lower() == "password" for key in data):
+        return data
+    return {k: v for k, v in data.items() if not (isinstance(k, str) and k.lower() == "password")}
+
+
 def parse_endpoint(data: Any) -> RemoteEndpoint:
     """Read one Endpoint object; raises ParseError when it lacks what we cannot do without."""
     if not isinstance(data, dict):
@@ -290,8 +316,8 @@ def parse_endpoint(data: Any) -> RemoteEndpoint:
         resource_uri=_text(data.get("resource_uri")),
         created_at=_datetime(data.get("created_at")),
         updated_at=_datetime(data.get("updated_at")),
-        permissions={p: _bool(data.get(p), PERMISSION_DEFAULTS[p]) for p in PERMISSIONS},
-        raw=data,
+        permissions={p: _bool(data.get(p), None) for p in PERMISSIONS},
+        raw=_without_secrets(data),
     )
 
 
@@ -325,13 +351,18 @@ def _parse_page(body: Any, parse) -> Page:
         total = int(meta.get("total_count", offset + len(body["objects"])))
     except (TypeError, ValueError) as exc:
         raise VobizBadResponse("Vobiz sent paging data we could not read.") from exc
-    has_next = bool(meta.get("next")) if "next" in meta else offset + limit < total
+    # Without meta.next, the page's own size says whether more follow: an API that serves
+    # fewer objects than the limit it echoes must not end the walk early.
+    received = len(body["objects"])
+    has_next = bool(meta.get("next")) if "next" in meta else offset + received < total
     return Page(objects, total, limit, offset, has_next, skipped)
 
 
 def _error_parts(body: Any) -> tuple[str, dict[str, str]]:
     """(message, field errors) from either documented error body: the flat
-    ``{"error", "details"|"message"}`` or the global ``{"status": "error", "error": {...}}``."""
+    ``{"error", "details"|"message"}`` or the global ``{"status": "error", "error": {...}}``,
+    whose ``details.errors`` is a list of ``{field, message, code, value}``. Only messages are
+    kept: ``value`` echoes what was sent (a password, say) and is never shown."""
     if not isinstance(body, dict):
         return (body if isinstance(body, str) else ""), {}
     err = body.get("error")
@@ -343,15 +374,44 @@ def _error_parts(body: Any) -> tuple[str, dict[str, str]]:
         message = _safe_text(err or body.get("message"))
         if body.get("message") and err:
             message = f"{message}: {_safe_text(body.get('message'))}"
-    fields: dict[str, str] = {}
+    fields: dict[str, list[str]] = {}
+
+    def add(name: Any, text: Any) -> None:
+        text = _message_text(text)
+        if text:
+            fields.setdefault(_field_name(str(name or "")), []).append(text)
+
     if isinstance(details, dict):
+        listed = details.get("errors")
+        if isinstance(listed, list):
+            for item in listed:
+                if isinstance(item, dict):
+                    add(item.get("field"), item.get("message") or item.get("code"))
+                else:
+                    add("", item)
         for key, value in details.items():
-            if isinstance(value, list):
-                value = "; ".join(_safe_text(v) for v in value)
-            fields[_field_name(str(key))] = _safe_text(value)
+            if key != "errors" or not isinstance(listed, list):
+                add(key, value)
+    elif isinstance(details, list):
+        for item in details:
+            if isinstance(item, dict):
+                add(item.get("field"), item.get("message") or item.get("code"))
     elif isinstance(details, str) and details:
         message = f"{message}: {details}" if message else details
-    return message, fields
+    general = fields.pop("", [])
+    if general:
+        message = "; ".join([message, *general] if message else general)
+    return message, {name: "; ".join(texts) for name, texts in fields.items()}
+
+
+def _message_text(value: Any) -> str:
+    """A message from an error detail: text as it is, a list joined, an object's
+    ``message`` (never its other keys, such as the ``value`` that was sent)."""
+    if isinstance(value, list):
+        return "; ".join(t for t in (_message_text(v) for v in value) if t)
+    if isinstance(value, dict):
+        return _message_text(value.get("message"))
+    return _safe_text(value)
 
 
 def _without_nul(value: Any) -> Any:
@@ -494,6 +554,7 @@ class VobizClient:
         path = "/".join([f"Account/{self.auth_id}", resource, *quoted])
         return f"{self.base_url}/{path}/"
 
+    @sensitive_variables()  # ``json`` may hold a SIP password; so may every frame below
     def request(self, method: str, url: str, *, params=None, json=None) -> requests.Response:
         """Send one call, retrying safe methods on 429/502/503/504 and connection failures
         within a bound; raises a VobizError subclass for anything but a 2xx."""
@@ -504,8 +565,12 @@ class VobizClient:
             attempt += 1
             started = time.monotonic()
             try:
+                # Never follow a redirect: requests would resend X-Auth-ID/X-Auth-Token (it
+                # strips only Authorization) to whatever host the Location names, and a
+                # 307/308 would resend a body that may hold a SIP password.
                 response = self.session.request(
-                    method, url, params=params, json=json, timeout=self.timeout
+                    method, url, params=params, json=json, timeout=self.timeout,
+                    allow_redirects=False,
                 )
             except requests.RequestException as exc:
                 error = self._transport_error(exc, method)
@@ -523,6 +588,8 @@ class VobizClient:
             )
             if 200 <= response.status_code < 300:
                 return response
+            if 300 <= response.status_code < 400:
+                raise self._redirect_error(response)
             if retried and response.status_code in RETRY_STATUSES and attempt <= self.max_retries:
                 retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
                 pause = retry_after if retry_after is not None else self._backoff(attempt)
@@ -558,6 +625,17 @@ class VobizClient:
                 uncertain=sent,
             )
         return VobizUnavailable("Could not talk to Vobiz.", uncertain=sent)
+
+    @staticmethod
+    def _redirect_error(response: requests.Response) -> VobizBadResponse:
+        where = urlsplit(response.headers.get("Location") or "")
+        target = f" to {where.scheme}://{where.netloc}" if where.scheme and where.netloc else ""
+        return VobizBadResponse(
+            f"Vobiz answered with a redirect (HTTP {response.status_code}){target}, which the "
+            "dashboard does not follow: nothing was sent there. An administrator must check "
+            "VOBIZ_API_URL.",
+            status=response.status_code,
+        )
 
     def _status_error(self, response: requests.Response) -> VobizError:
         status = response.status_code
@@ -627,6 +705,7 @@ class VobizClient:
         except ParseError as exc:
             raise VobizBadResponse(f"Vobiz sent an endpoint we could not read ({exc}).") from exc
 
+    @sensitive_variables()
     def create_endpoint(self, fields: dict) -> CreateResult:
         """POST a new endpoint. Never retried: the API rewrites usernames, so a retry would
         silently make a second endpoint."""
@@ -651,6 +730,7 @@ class VobizClient:
             ) from exc
         return CreateResult(endpoint_id=endpoint_id, username=username, raw=body)
 
+    @sensitive_variables()
     def update_endpoint(self, endpoint_id: str, fields: dict) -> None:
         """POST a partial update; any 2xx with any body counts as accepted."""
         self.request("POST", self._url("Endpoint", str(endpoint_id)), json=fields)

@@ -116,9 +116,11 @@ def test_detail_reads_live_and_shows_every_field(sandbox, admin, plain):
     assert Endpoint.objects.get(endpoint_id=plain.endpoint_id).alias == "Live-Alias"
     # The SIP settings card, copy-ready.
     assert "Copy SIP URI" in html and "Copy username" in html
-    for address in ("registrar.vobiz.ai:5060", "registrar.vobiz.ai:5061",
-                    "wss://registrar.vobiz.ai:7443"):
+    # Server and domain from VOBIZ_SIP_DOMAIN, not from the sip_uri's host (registrar...).
+    for address in ("sip.vobiz.ai:5060", "sip.vobiz.ai:5061", "wss://sip.vobiz.ai:7443"):
         assert address in html
+    assert "registrar.vobiz.ai:50" not in html
+    assert "JWT token obtained from the Vobiz API, not with the SIP password" in html
     # The four locked permissions are marked.
     assert html.count("Locked (set at creation)") == 4
     for label in ("Voice calls", "Messaging", "Video calls", "Calls to phone numbers"):
@@ -401,7 +403,7 @@ def test_edit_form_shows_locked_fields_disabled(sandbox, admin, plain):
         assert re.search(rf'<input[^>]*name="{name}"[^>]*disabled', html), name
     assert "set at creation" in html
     assert f'name="seen_alias" value="{plain.alias}"' in html
-    assert 'value="registrar.vobiz.ai"' in html
+    assert 'value="sip.vobiz.ai"' in html  # VOBIZ_SIP_DOMAIN, not the sip_uri's host
     assert ">Save</button>" in html
 
 

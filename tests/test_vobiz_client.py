@@ -100,7 +100,10 @@ def test_parse_endpoint_accepts_documented_variants():
     assert parsed.endpoint_id == "87654321"
     assert parsed.app_id == "12345678901234567"
     assert parsed.sip_registered is True
-    assert parsed.permissions == vobiz.PERMISSION_DEFAULTS
+    # The docs' own objects may carry no allow_* key: unknown, never the documented default.
+    assert parsed.permissions == dict.fromkeys(vobiz.PERMISSIONS)
+    assert vobiz.parse_endpoint({**base, "allow_video": "true", "allow_apps": False}
+                                ).permissions["allow_video"] is True
 
 
 def test_parse_endpoint_reads_both_registration_styles():

@@ -188,12 +188,19 @@ VOBIZ_READ_TIMEOUT = env.float("VOBIZ_READ_TIMEOUT", default=10.0)
 VOBIZ_MAX_RETRIES = env.int("VOBIZ_MAX_RETRIES", default=3)
 VOBIZ_MAX_RETRY_WAIT = env.float("VOBIZ_MAX_RETRY_WAIT", default=10.0)
 VOBIZ_SYNC_CONCURRENCY = env.int("VOBIZ_SYNC_CONCURRENCY", default=4)
+# Where devices register (docs/vobiz-api.md, "Registration and clients"): the SIP settings
+# card shows it, not the host of an endpoint's sip_uri.
+VOBIZ_SIP_DOMAIN = env.str("VOBIZ_SIP_DOMAIN", default="sip.vobiz.ai")
 if not DEBUG and (not VOBIZ_AUTH_ID or not VOBIZ_AUTH_TOKEN):
     raise ImproperlyConfigured(
         "VOBIZ_AUTH_ID and VOBIZ_AUTH_TOKEN must be set in production (DJANGO_DEBUG off)."
     )
 # With no credentials in a local run, `make run` starts the sandbox and passes its URL and
 # demo credentials in the environment; the dashboard itself never imports the sandbox.
+
+# Error pages and error reports hide what views and services mark sensitive (SIP passwords)
+# in DEBUG too, not only in production.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "endpoints.debug.AlwaysSafeExceptionReporterFilter"
 
 LOGGING = {
     "version": 1,

@@ -26,14 +26,13 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefre
 
 from .. import display, roles, selectors, services
 from ..forms import (
-    PERMISSION_LABELS,
     ApplicationForm,
     EndpointCreateForm,
     EndpointEditForm,
     PasswordResetForm,
 )
 from ..htmx import wants_fragment
-from ..vobiz import VobizError, VobizNotFound
+from ..vobiz import PERMISSION_LABELS, VobizError, VobizNotFound
 from .common import form_add_vobiz_error
 
 GONE_MESSAGE = "This endpoint no longer exists at Vobiz; it was removed from the list."
@@ -191,10 +190,12 @@ def endpoint_create(request):
     applications = selectors.application_list()
     if request.method == "GET":
         form = EndpointCreateForm(applications=applications,
+                                  sub_accounts=selectors.sub_account_list(),
                                   default_app_id=selectors.application_default_id_get())
         return _create_page(request, form, nonce=_issue_nonce(request))
 
-    form = EndpointCreateForm(request.POST, applications=applications)
+    form = EndpointCreateForm(request.POST, applications=applications,
+                              sub_accounts=selectors.sub_account_list())
     nonce = request.POST.get("nonce", "")
     if not form.is_valid():
         form.note_password_not_kept()
@@ -216,6 +217,7 @@ def endpoint_create(request):
         "password": RevealedPassword(form.cleaned_data["password"]),
         "typed_username": outcome.typed_username,
         "username_rewritten": outcome.username_rewritten,
+        "not_kept": outcome.not_kept,
     }
     context = _detail_context(request, outcome.endpoint, reveal=reveal, notice=outcome.unverified)
     return _no_store(render(request, "endpoints/detail.html", context))
@@ -249,13 +251,13 @@ def endpoint_edit(request, endpoint_id):
         if loaded.response is not None:
             return loaded.response
         endpoint = loaded.endpoint
-        form = EndpointEditForm(endpoint=endpoint, domain=display.sip_domain(endpoint.sip_uri))
+        form = EndpointEditForm(endpoint=endpoint, domain=display.sip_domain())
         return _edit_response(request, endpoint, form, notice=loaded.notice)
 
     endpoint, gone = _cached_or_gone(request, endpoint_id)
     if gone:
         return gone
-    domain = display.sip_domain(endpoint.sip_uri)
+    domain = display.sip_domain()
     form = EndpointEditForm(request.POST, endpoint=endpoint, domain=domain)
     if not form.is_valid():
         return _edit_response(request, endpoint, form)
@@ -270,7 +272,7 @@ def endpoint_edit(request, endpoint_id):
         return _gone(request, endpoint_id)
     except services.EditConflict as exc:
         current = selectors.endpoint_get(endpoint_id=endpoint_id) or endpoint
-        fresh = EndpointEditForm(endpoint=current, domain=display.sip_domain(current.sip_uri))
+        fresh = EndpointEditForm(endpoint=current, domain=display.sip_domain())
         return _edit_response(request, current, fresh,
                               conflict={"message": exc.message,
                                         "lines": display.conflict_lines(exc.changes, changes)})
@@ -285,7 +287,7 @@ def endpoint_edit(request, endpoint_id):
             data["seen_alias"] = current.alias
             for name in ("allow_voice", "allow_message", "allow_video"):
                 data[f"seen_{name}"] = "true" if getattr(current, name) else "false"
-        form = EndpointEditForm(data, endpoint=current, domain=display.sip_domain(current.sip_uri))
+        form = EndpointEditForm(data, endpoint=current, domain=display.sip_domain())
         form.is_valid()
         form_add_vobiz_error(form, exc, uncertain=(
             f"{exc.message} The endpoint was re-read from Vobiz: check the values on its "
