@@ -24,7 +24,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from vobizadmin.sandbox.state import ApiError, SandboxState, invalid, iso
+from vobizadmin.sandbox.errors import ApiError, invalid
+from vobizadmin.sandbox.records import iso
+from vobizadmin.sandbox.state import SandboxState
 
 DEFAULT_AUTH_ID = "MA_SANDBOX01"
 DEFAULT_AUTH_TOKEN = "sandbox-token"  # noqa: S105 - public demo credential of a local fake
@@ -254,7 +256,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.state.count_request(f"{method} (unknown path)")
 
-        fault = self.state.take_fault(method, self.path)
+        fault = self.state.faults.take(method, self.path)
         if fault:
             if fault["delay"]:
                 time.sleep(fault["delay"])
@@ -347,11 +349,11 @@ class _Handler(BaseHTTPRequestHandler):
             if route == "/_sandbox/faults":
                 _require_method(method, ("GET", "POST", "DELETE"))
                 if method == "GET":
-                    self._send_json(200, {"faults": state.list_faults()})
+                    self._send_json(200, {"faults": state.faults.pending()})
                 elif method == "POST":
-                    self._send_json(201, state.add_fault(_json_body(raw)))
+                    self._send_json(201, state.faults.add(_json_body(raw)))
                 else:
-                    state.clear_faults()
+                    state.faults.clear()
                     self._send(204, None)
             elif route.startswith("/_sandbox/registrations/"):
                 _require_method(method, ("POST", "DELETE"))

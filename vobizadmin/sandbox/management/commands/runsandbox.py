@@ -10,8 +10,9 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from vobizadmin.sandbox.errors import ApiError
 from vobizadmin.sandbox.server import DEFAULT_AUTH_ID, DEFAULT_AUTH_TOKEN, SandboxServer
-from vobizadmin.sandbox.state import CONFIG_CHOICES, ApiError
+from vobizadmin.sandbox.state import CONFIG_CHOICES
 
 DEFAULT_ADDR = "127.0.0.1"
 DEFAULT_PORT = 8765
