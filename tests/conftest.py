@@ -65,6 +65,9 @@ DEFAULT_VARIANTS = {
     "error_envelope": "flat",
     "create_body": "short",
     "update_body": "empty",
+    "object_shape": "full",
+    "strict_types": False,
+    "max_limit": 100,
 }
 
 

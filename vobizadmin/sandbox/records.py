@@ -45,7 +45,8 @@ def iso(epoch: float) -> str:
 
 
 def password_digest(endpoint_id: str, password: str) -> str:
-    # Only a digest is kept, so no code path can ever echo the password back.
+    # Only a digest is kept, so no response can echo a stored password back. (The global error
+    # envelope echoes a refused request's own values, a bad password included, on purpose.)
     return hashlib.sha256(f"{endpoint_id}:{password}".encode()).hexdigest()
 
 

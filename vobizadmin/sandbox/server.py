@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from vobizadmin.sandbox.errors import ApiError, invalid
+from vobizadmin.sandbox.errors import ApiError, FieldErrors, global_error, invalid
 from vobizadmin.sandbox.records import iso
 from vobizadmin.sandbox.state import SandboxState
 
@@ -73,7 +73,9 @@ def _json_body(raw: bytes) -> Any:
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        raise invalid({"body": "Malformed JSON."}) from None
+        errors = FieldErrors({"body": raw.decode("utf-8", "replace")})
+        errors.add("body", "Malformed JSON.", "malformed_json")
+        raise invalid(errors) from None
 
 
 def _require_method(method: str, allowed: tuple[str, ...]) -> None:
@@ -207,24 +209,24 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_json(self, status: int, value: Any, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(value).encode(), headers)
 
-    def _error_value(self, status: int, payload: dict[str, Any]) -> dict[str, Any]:
-        """The API error body in the configured envelope (flat, or the newer global one)."""
-        if self.state.get_config()["error_envelope"] != "global":
-            return payload
-        details = payload.get("details")
-        if details is None:
-            details = {k: v for k, v in payload.items() if k != "error"}
-        return {
-            "status": "error",
-            "error": {"code": status, "message": payload.get("error"), "details": details},
-            "timestamp": iso(self.state.now()),
-            "requestId": str(uuid.uuid4()),
-        }
-
     def _send_api_error(
-        self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+        self,
+        status: int,
+        payload: dict[str, Any],
+        headers: dict[str, str] | None = None,
+        field_errors: list[dict[str, Any]] | None = None,
     ) -> None:
-        self._send_json(status, self._error_value(status, payload), headers)
+        """Answer an API error in the configured envelope: flat, or the newer global one
+        (where validation failures become 422, see ``errors.global_error``)."""
+        if self.state.get_config()["error_envelope"] == "global":
+            status, payload = global_error(
+                status,
+                payload,
+                field_errors=field_errors,
+                timestamp=iso(self.state.now()),
+                request_id=str(uuid.uuid4()),
+            )
+        self._send_json(status, payload, headers)
 
     def _dispatch(self, method: str) -> None:
         try:
@@ -279,7 +281,7 @@ class _Handler(BaseHTTPRequestHandler):
             object_id = unquote(resource.group(2)) if detail else None
             self._api_route(method, kind, object_id, query, raw)
         except ApiError as exc:
-            self._send_api_error(exc.status, exc.payload, exc.headers)
+            self._send_api_error(exc.status, exc.payload, exc.headers, exc.field_errors)
 
     def _authenticate(self, path_auth_id: str) -> None:
         sandbox = self.server.sandbox
@@ -445,6 +447,9 @@ class SandboxServer:
         error_envelope: str = "flat",
         create_body: str = "short",
         update_body: str = "empty",
+        object_shape: str = "full",
+        strict_types: bool = False,
+        max_limit: int = 100,
         clock: Callable[[], datetime] | None = None,
         hostile: bool = False,
         verbose: bool = False,
@@ -465,6 +470,9 @@ class SandboxServer:
             error_envelope=error_envelope,
             create_body=create_body,
             update_body=update_body,
+            object_shape=object_shape,
+            strict_types=strict_types,
+            max_limit=max_limit,
         )
         self._httpd = _HTTPServer((host, port), self)
         self._thread: threading.Thread | None = None

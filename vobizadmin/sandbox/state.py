@@ -30,7 +30,7 @@ from vobizadmin.sandbox.demo import (
     renews,
     seed_account,
 )
-from vobizadmin.sandbox.errors import ApiError, invalid
+from vobizadmin.sandbox.errors import ApiError, FieldErrors, invalid
 from vobizadmin.sandbox.faults import FaultQueue
 from vobizadmin.sandbox.records import (
     APP_ID_RE,
@@ -55,6 +55,7 @@ USERNAME_RE = re.compile(r"[A-Za-z0-9]+", re.ASCII)
 ALIAS_RE = re.compile(r"[A-Za-z0-9_-]*", re.ASCII)
 SUB_ACCOUNT_RE = re.compile(r"SA_[A-Za-z0-9]+", re.ASCII)
 
+# Runtime switches (POST /_sandbox/config): the allowed values, or the allowed integer range.
 CONFIG_CHOICES: dict[str, tuple[Any, ...]] = {
     "username_suffix": (True, False),
     "application_shape": ("uri", "object", "empty"),
@@ -62,7 +63,35 @@ CONFIG_CHOICES: dict[str, tuple[Any, ...]] = {
     "error_envelope": ("flat", "global"),
     "create_body": ("short", "message", "full"),
     "update_body": ("empty", "text", "message"),
+    "object_shape": ("full", "minimal"),
+    "strict_types": (False, True),
 }
+CONFIG_RANGES: dict[str, tuple[int, int]] = {
+    "max_limit": (1, MAX_LIMIT),
+}
+DEFAULT_CONFIG: dict[str, Any] = {
+    "username_suffix": True,
+    "application_shape": "uri",
+    "honour_application_on_update": False,
+    "error_envelope": "flat",
+    "create_body": "short",
+    "update_body": "empty",
+    "object_shape": "full",
+    "strict_types": False,
+    "max_limit": MAX_LIMIT,
+}
+
+# The endpoint object as the docs' newest examples show it (retrieve and list), keys in order.
+MINIMAL_KEYS = (
+    "alias",
+    "application",
+    "endpoint_id",
+    "resource_uri",
+    "sip_registered",
+    "sip_uri",
+    "sub_account",
+    "username",
+)
 
 LIST_FILTERS = (
     "username__contains",
@@ -77,11 +106,20 @@ LIST_FILTERS = (
 
 REQUIRED = "This field is required."
 TOO_SHORT = "Must be at least 8 characters."
+USERNAME_RULE = "Only letters (a-z, A-Z) and digits (0-9) are allowed."
 ALIAS_RULE = "Only letters, digits, '-' and '_' are allowed."
+SUB_ACCOUNT_RULE = "Must be a sub-account auth id (SA_...)."
 
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
+
+
+def _not_an_object(body: Any) -> ApiError:
+    """The 400 for a request body that is valid JSON but not an object (or no body at all)."""
+    errors = FieldErrors({"body": body})
+    errors.add("body", "Expected a JSON object.", "invalid_type")
+    return invalid(errors)
 
 
 class SandboxState:
@@ -105,14 +143,7 @@ class SandboxState:
         self.auth_id = auth_id
         self.lock = threading.RLock()
         self._clock = clock or system_clock
-        self.config: dict[str, Any] = {
-            "username_suffix": True,
-            "application_shape": "uri",
-            "honour_application_on_update": False,
-            "error_envelope": "flat",
-            "create_body": "short",
-            "update_body": "empty",
-        }
+        self.config: dict[str, Any] = dict(DEFAULT_CONFIG)
         self.set_config(config)
         self.faults = FaultQueue()
         self._stats: dict[str, int] = {}
@@ -210,6 +241,17 @@ class SandboxState:
             out.pop(key, None)
         return out
 
+    def _serve(self, ep: Endpoint, now: float, *, detail: bool) -> dict[str, Any]:
+        """The endpoint as the API serves it, in the configured ``object_shape``.
+
+        "minimal" is the docs' eight-key object: no ``api_id``, permissions, timestamps or
+        registration details (a planted record's values for those eight keys still win).
+        """
+        out = self._render(ep, now, detail=detail)
+        if self.config["object_shape"] == "minimal":
+            return {key: out[key] for key in MINIMAL_KEYS if key in out}
+        return out
+
     def _render_app(self, app: dict[str, Any], *, detail: bool) -> dict[str, Any]:
         out = {"api_id": str(uuid.uuid4())} if detail else {}
         out.update(app)
@@ -286,7 +328,7 @@ class SandboxState:
         default: int,
         low: int,
         high: int | None,
-        errors: dict[str, str],
+        errors: FieldErrors,
     ) -> int:
         raw = query.get(name)
         if raw is None:
@@ -294,18 +336,22 @@ class SandboxState:
         try:
             value = int(raw)
         except ValueError:
-            errors[name] = "Must be an integer."
+            errors.add(name, "Must be an integer.", "invalid_type")
             return default
         if value < low or (high is not None and value > high):
-            errors[name] = (
-                f"Must be between {low} and {high}." if high is not None else f"Must be >= {low}."
+            errors.add(
+                name,
+                f"Must be between {low} and {high}." if high is not None else f"Must be >= {low}.",
+                "out_of_range",
             )
         return value
 
-    def _paging(self, query: dict[str, str], errors: dict[str, str]) -> tuple[int, int]:
+    def _paging(self, query: dict[str, str], errors: FieldErrors) -> tuple[int, int]:
+        """(limit, offset) of a list request. A limit of 1-100 is accepted; pages are then
+        capped at the configured ``max_limit``, and the capped value is the effective limit."""
         limit = self._int_param(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT, errors)
         offset = self._int_param(query, "offset", 0, 0, None, errors)
-        return limit, offset
+        return min(limit, self.config["max_limit"]), offset
 
     @staticmethod
     def _meta(
@@ -322,7 +368,7 @@ class SandboxState:
             "previous": link(max(offset - limit, 0)) if offset > 0 else None,
         }
 
-    def _endpoint_predicates(self, filters: list[tuple[str, str]], errors: dict[str, str]):
+    def _endpoint_predicates(self, filters: list[tuple[str, str]], errors: FieldErrors):
         preds = []
         for name, value in filters:
             if name == "username__contains":
@@ -337,7 +383,7 @@ class SandboxState:
                 preds.append(lambda ep, v=value: ep.alias == v)
             elif name == "application_id__exact":
                 if not APP_ID_RE.fullmatch(value):
-                    errors[name] = "Must be an integer."
+                    errors.add(name, "Must be an integer.", "invalid_type")
                 preds.append(lambda ep, v=value: ep.app_id == v)
             elif name == "application_id__isnull":
                 flag = value.lower()
@@ -346,7 +392,7 @@ class SandboxState:
                 elif flag in ("false", "0"):
                     preds.append(lambda ep: ep.app_id is not None)
                 else:
-                    errors[name] = "Must be true or false."
+                    errors.add(name, "Must be true or false.", "invalid_choice")
             elif name == "sub_account":
                 preds.append(lambda ep, v=value: ep.sub_account == v)
         return preds
@@ -359,7 +405,7 @@ class SandboxState:
         """
         params = dict(query)
         filters = [(k, v) for k, v in query if k in LIST_FILTERS]
-        errors: dict[str, str] = {}
+        errors = FieldErrors(params)
         limit, offset = self._paging(params, errors)
         preds = self._endpoint_predicates(filters, errors)
         if errors:
@@ -374,7 +420,7 @@ class SandboxState:
             total = len(matched)
             page = matched[offset : offset + limit]
             now = self.now()
-            objects = [self._render(self._store.endpoints[eid], now, detail=False) for eid in page]
+            objects = [self._serve(self._store.endpoints[eid], now, detail=False) for eid in page]
             return {
                 "api_id": str(uuid.uuid4()),
                 "meta": self._meta(self._endpoint_uri, filters, limit, offset, total),
@@ -382,25 +428,41 @@ class SandboxState:
             }
 
     def get_endpoint(self, endpoint_id: str) -> dict[str, Any]:
-        """The single-object form (with ``api_id`` and ``sip_registration``). Raises 404."""
+        """The single-object form (in the full shape, with ``api_id`` and
+        ``sip_registration``). Raises 404."""
         with self.lock:
-            return self._render(self._get(endpoint_id), self.now(), detail=True)
+            return self._serve(self._get(endpoint_id), self.now(), detail=True)
 
-    def _validate_permissions(self, body: dict[str, Any], names, errors: dict[str, str]) -> None:
+    def _validate_permissions(self, body: dict[str, Any], names, errors: FieldErrors) -> None:
         for name in names:
             if name in body and not is_bool(body[name]):
-                errors[name] = "Must be a boolean."
+                errors.add(name, "Must be a boolean.", "invalid_type")
 
-    def _validate_app_ref(self, body: dict[str, Any], name: str, errors: dict[str, str]) -> Any:
-        """Return the app id ``body[name]`` names, None to detach/default, or record an error."""
+    def _wrong_app_ref_type(self, body: dict[str, Any], name: str, errors: FieldErrors) -> bool:
+        """With ``strict_types`` on, record an error unless ``body[name]`` is a JSON integer
+        (or null/"" for none); return whether it recorded one."""
         value = body.get(name)
-        if value is None or value == "":
+        if not self.config["strict_types"] or value is None or value == "":
+            return False
+        if isinstance(value, int) and not is_bool(value):
+            return False
+        errors.add(name, "Must be an integer (the numeric application id).", "invalid_type")
+        return True
+
+    def _validate_app_ref(self, body: dict[str, Any], name: str, errors: FieldErrors) -> Any:
+        """Return the app id ``body[name]`` names, None to detach/default, or record an error.
+
+        A JSON integer or a string of digits is accepted; with ``strict_types`` on, only an
+        integer (null and "" still mean none).
+        """
+        value = body.get(name)
+        if value is None or value == "" or self._wrong_app_ref_type(body, name, errors):
             return None
         app_id = parse_app_ref(value)
         if app_id is None:
-            errors[name] = "Must be a numeric application id."
+            errors.add(name, "Must be a numeric application id.", "invalid")
         elif app_id not in self._store.apps:
-            errors[name] = f"Application {app_id} not found."
+            errors.add(name, f"Application {app_id} not found.", "not_found")
         return app_id
 
     def create_endpoint(self, body: Any) -> dict[str, Any]:
@@ -408,25 +470,25 @@ class SandboxState:
 
         Raises ApiError(400) with every failing field, or ApiError(409) when the typed username
         equals a stored one. With ``username_suffix`` on, the stored username gets a long numeric
-        suffix, as the live API does.
+        suffix, as the live API does. A missing alias stays empty (the docs give no default).
         """
         if not isinstance(body, dict):
-            raise invalid({"body": "Expected a JSON object."})
+            raise _not_an_object(body)
         with self.lock:
-            errors: dict[str, str] = {}
+            errors = FieldErrors(body)
             username = body.get("username")
             if username is None or username == "":
-                errors["username"] = REQUIRED
+                errors.add("username", REQUIRED, "required")
             elif not isinstance(username, str) or not USERNAME_RE.fullmatch(username):
-                errors["username"] = "Only letters (a-z, A-Z) and digits (0-9) are allowed."
+                errors.add("username", USERNAME_RULE, "invalid_format")
             password = body.get("password")
             if password is None or password == "":
-                errors["password"] = REQUIRED
+                errors.add("password", REQUIRED, "required")
             elif not isinstance(password, str) or len(password) < 8:
-                errors["password"] = TOO_SHORT
+                errors.add("password", TOO_SHORT, "too_short")
             alias = body.get("alias")
             if alias is not None and (not isinstance(alias, str) or not ALIAS_RE.fullmatch(alias)):
-                errors["alias"] = ALIAS_RULE
+                errors.add("alias", ALIAS_RULE, "invalid_format")
             app_id = self._validate_app_ref(body, "application", errors)
             self._validate_permissions(body, PERMISSION_DEFAULTS, errors)
             sub_account = body.get("sub_account")
@@ -435,7 +497,7 @@ class SandboxState:
                 and sub_account != ""
                 and (not isinstance(sub_account, str) or not SUB_ACCOUNT_RE.fullmatch(sub_account))
             ):
-                errors["sub_account"] = "Must be a sub-account auth id (SA_...)."
+                errors.add("sub_account", SUB_ACCOUNT_RULE, "invalid_format")
             if errors:
                 raise invalid(errors)
             if username in self._store.by_username:
@@ -449,7 +511,7 @@ class SandboxState:
                 app_id = self._default_endpoint_app_id()
             now = int(self.now())
             eid = self._store.new_endpoint_id(self._rng)
-            ep = Endpoint(eid, stored, username if alias is None else alias, now, now)
+            ep = Endpoint(eid, stored, alias or "", now, now)
             ep.app_id = app_id
             ep.sub_account = sub_account or None
             for name in PERMISSION_DEFAULTS:
@@ -460,7 +522,7 @@ class SandboxState:
 
             shape = self.config["create_body"]
             if shape == "full":
-                return self._render(ep, now, detail=True)
+                return self._serve(ep, now, detail=True)
             if shape == "message":
                 return {
                     "api_id": str(uuid.uuid4()),
@@ -482,19 +544,20 @@ class SandboxState:
 
         Editable: password (drops registrations), alias, allow_voice/message/video, ``app_id``
         ("" or null detaches) and, only with ``honour_application_on_update``, ``application``.
-        Locked and unknown fields are ignored. Raises ApiError(404) or ApiError(400).
+        Locked and unknown fields are ignored, except that with ``strict_types`` on an ignored
+        ``application`` must still be an integer. Raises ApiError(404) or ApiError(400).
         """
         with self.lock:
             ep = self._get(endpoint_id)
             if not isinstance(body, dict):
-                raise invalid({"body": "Expected a JSON object."})
-            errors: dict[str, str] = {}
+                raise _not_an_object(body)
+            errors = FieldErrors(body)
             password = body.get("password")
             if "password" in body and (not isinstance(password, str) or len(password) < 8):
-                errors["password"] = TOO_SHORT
+                errors.add("password", TOO_SHORT, "too_short")
             alias = body.get("alias")
             if "alias" in body and (not isinstance(alias, str) or not ALIAS_RE.fullmatch(alias)):
-                errors["alias"] = ALIAS_RULE
+                errors.add("alias", ALIAS_RULE, "invalid_format")
             self._validate_permissions(body, UPDATABLE_PERMISSIONS, errors)
             link_key = None
             if "app_id" in body:
@@ -502,6 +565,8 @@ class SandboxState:
             elif "application" in body and self.config["honour_application_on_update"]:
                 link_key = "application"
             new_app_id = self._validate_app_ref(body, link_key, errors) if link_key else None
+            if link_key != "application":
+                self._wrong_app_ref_type(body, "application", errors)
             if errors:
                 raise invalid(errors)
 
@@ -538,8 +603,9 @@ class SandboxState:
 
     def list_applications(self, query: list[tuple[str, str]]) -> dict[str, Any]:
         """One page of applications in creation order. Raises ApiError(400) for bad paging."""
-        errors: dict[str, str] = {}
-        limit, offset = self._paging(dict(query), errors)
+        params = dict(query)
+        errors = FieldErrors(params)
+        limit, offset = self._paging(params, errors)
         if errors:
             raise invalid(errors)
         with self.lock:
@@ -573,8 +639,13 @@ class SandboxState:
         errors = {}
         for key, value in changes.items():
             choices = CONFIG_CHOICES.get(key)
-            if choices is None:
-                errors[key] = f"Unknown setting; known: {', '.join(CONFIG_CHOICES)}."
+            bounds = CONFIG_RANGES.get(key)
+            if bounds is not None:
+                low, high = bounds
+                if not isinstance(value, int) or is_bool(value) or not low <= value <= high:
+                    errors[key] = f"Must be an integer from {low} to {high}."
+            elif choices is None:
+                errors[key] = f"Unknown setting; known: {', '.join(DEFAULT_CONFIG)}."
             elif (isinstance(choices[0], bool) and not is_bool(value)) or value not in choices:
                 errors[key] = f"Must be one of {list(choices)}."
         if errors:

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from vobizadmin.sandbox.errors import ApiError
 from vobizadmin.sandbox.server import DEFAULT_AUTH_ID, DEFAULT_AUTH_TOKEN, SandboxServer
-from vobizadmin.sandbox.state import CONFIG_CHOICES
+from vobizadmin.sandbox.state import CONFIG_CHOICES, CONFIG_RANGES, DEFAULT_CONFIG
 
 DEFAULT_ADDR = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -77,6 +77,24 @@ class Command(BaseCommand):
         )
         parser.add_argument("--create-body", choices=CONFIG_CHOICES["create_body"], default="short")
         parser.add_argument("--update-body", choices=CONFIG_CHOICES["update_body"], default="empty")
+        parser.add_argument(
+            "--object-shape",
+            choices=CONFIG_CHOICES["object_shape"],
+            default="full",
+            help="minimal: list and retrieve serve only the docs' eight-key endpoint object",
+        )
+        parser.add_argument(
+            "--strict-types",
+            action="store_true",
+            help="refuse a string application id on create/update (the docs say integer)",
+        )
+        low, high = CONFIG_RANGES["max_limit"]
+        parser.add_argument(
+            "--max-limit",
+            type=int,
+            default=DEFAULT_CONFIG["max_limit"],
+            help=f"serve at most this many objects a page ({low}-{high}; limit<=100 is accepted)",
+        )
 
     def handle(self, *args, **options) -> None:
         host, port = parse_addrport(options["addrport"])
@@ -106,11 +124,14 @@ class Command(BaseCommand):
                 error_envelope=options["error_envelope"],
                 create_body=options["create_body"],
                 update_body=options["update_body"],
+                object_shape=options["object_shape"],
+                strict_types=options["strict_types"],
+                max_limit=options["max_limit"],
                 verbose=options["verbosity"] >= 2,
             )
         except OSError as exc:
             raise CommandError(f"Cannot listen on {host}:{port}: {exc}") from exc
-        except ApiError as exc:  # out-of-range seed sizes
+        except ApiError as exc:  # out-of-range seed sizes or switch values
             raise CommandError(f"{exc.payload['error']}: {exc.payload.get('details')}") from exc
         seconds = time.perf_counter() - started
 
