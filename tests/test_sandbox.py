@@ -1457,7 +1457,12 @@ def test_runsandbox_rejects_a_malformed_addrport():
 )
 def test_runsandbox_serves_with_the_flags_until_sigterm(flags, config):
     root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "vobizadmin.settings", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "vobizadmin.settings",
+        "PYTHONUNBUFFERED": "1",
+        "DJANGO_DEBUG": "true",  # the command refuses to run with DEBUG off
+    }
     command = [
         sys.executable, "manage.py", "runsandbox", "127.0.0.1:0", "--endpoints", "12",
         "--applications", "3", "--seed", "4", "--auth-id", "MA_CMD", "--auth-token", "cmd-token",
@@ -1468,7 +1473,7 @@ def test_runsandbox_serves_with_the_flags_until_sigterm(flags, config):
     )
     try:
         line = process.stdout.readline()
-        match = re.search(r"VOBIZ_API_URL=(\S+) VOBIZ_AUTH_ID=MA_CMD VOBIZ_AUTH_TOKEN=cmd-", line)
+        match = re.search(r"VOBIZ_API_URL=(\S+) VOBIZ_AUTH_ID=MA_CMD VOBIZ_AUTH_TOKEN=cmd…", line)
         assert match, line + process.stderr.read() if process.poll() is not None else line
         api_url = match.group(1)
         base = api_url.removesuffix("/api/v1")

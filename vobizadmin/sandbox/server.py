@@ -1,8 +1,12 @@
 """HTTP layer of the Vobiz API sandbox (standard library only).
 
-``SandboxServer`` serves the API under ``/api/v1/Account/{auth_id}/...`` and loopback-only
-control routes under ``/_sandbox/`` from a ``ThreadingHTTPServer`` in a daemon thread. HTTP/1.1
-keep-alive is supported: every answer carries a Content-Length (a 204 has no body by definition).
+``SandboxServer`` serves the API under ``/api/v1/Account/{auth_id}/...`` and control routes
+under ``/_sandbox/`` from a ``ThreadingHTTPServer`` in a daemon thread. HTTP/1.1 keep-alive is
+supported: every answer carries a Content-Length (a 204 has no body by definition).
+
+Control routes change everything without credentials, so they answer only a loopback client
+that names a loopback host (``Host`` header: no DNS rebinding) and, for anything with a body,
+only ``Content-Type: application/json`` (no cross-site "simple request" from a browser page).
 """
 
 from __future__ import annotations
@@ -53,6 +57,33 @@ FAULT_MESSAGES = {
 }
 # A JSON document cut off mid-way, served with a JSON content type.
 MALFORMED_BODY = b'{"api_id": "5f0c7a52", "meta": {"limit": 20, "offset": 0}, "objects": [{"endp'
+
+
+LOOPBACK_NAMES = ("localhost",)
+BODY_METHODS = ("POST", "PUT", "PATCH")
+
+
+def is_loopback_host_header(value: str | None) -> bool:
+    """True when a ``Host`` header names this machine's loopback: ``localhost``, a loopback IP
+    address or ``[::1]``, with or without a port. Any other name (one an attacker's DNS could
+    point at 127.0.0.1) is refused."""
+    if not value:
+        return False
+    value = value.strip()
+    if value.startswith("["):
+        host, bracket, port = value[1:].partition("]")
+        if not bracket or (port and not (port.startswith(":") and port[1:].isdigit())):
+            return False
+        return ":" in host and is_loopback(host)
+    host, colon, port = value.partition(":")
+    if colon and not port.isdigit():
+        return False
+    return host.lower() in LOOPBACK_NAMES or is_loopback(host)
+
+
+def is_json_content_type(value: str | None) -> bool:
+    """True for ``application/json`` (any parameters, any case)."""
+    return bool(value) and value.split(";", 1)[0].strip().lower() == "application/json"
 
 
 def is_loopback(host: str) -> bool:
@@ -344,6 +375,21 @@ class _Handler(BaseHTTPRequestHandler):
     def _control(self, method: str, path: str, raw: bytes) -> None:
         if not is_loopback(self.client_address[0]):
             self._send_json(403, {"error": "control routes answer loopback clients only"})
+            return
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) != 1 or not is_loopback_host_header(hosts[0]):
+            # A browser tricked by DNS rebinding connects from loopback but names its own host.
+            self._send_json(
+                403, {"error": "control routes answer requests for a loopback Host only"}
+            )
+            return
+        if (method in BODY_METHODS or raw) and not is_json_content_type(
+            self.headers.get("Content-Type")
+        ):
+            # A cross-site form or text/plain fetch is sent without a CORS preflight; JSON is not.
+            self._send_json(
+                415, {"error": "control routes take a Content-Type: application/json body"}
+            )
             return
         state = self.state
         route = path.rstrip("/")

@@ -1,4 +1,8 @@
-"""``manage.py runsandbox [ADDR:PORT]``: serve the Vobiz API sandbox until Ctrl-C or SIGTERM."""
+"""``manage.py runsandbox [ADDR:PORT]``: serve the Vobiz API sandbox until Ctrl-C or SIGTERM.
+
+Development and tests only: it refuses to run unless Django's DEBUG is on, and it never prints
+the auth token it accepts in full.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import signal
 import threading
 import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from vobizadmin.sandbox.errors import ApiError
@@ -17,6 +22,12 @@ from vobizadmin.sandbox.state import CONFIG_CHOICES, CONFIG_RANGES, DEFAULT_CONF
 DEFAULT_ADDR = "127.0.0.1"
 DEFAULT_PORT = 8765
 ADDRPORT_RE = re.compile(r"(?:(?:\[(?P<ipv6>[^\]]+)\]|(?P<host>[^:\[\]]+)):)?(?P<port>\d+)")
+
+
+def mask_token(token: str) -> str:
+    """The token as the startup line shows it: its first 3 characters and an ellipsis (only the
+    ellipsis for a token shorter than 9 characters, where 3 would give too much away)."""
+    return f"{token[:3]}…" if len(token) >= 9 else "…"
 
 
 def parse_addrport(value: str | None) -> tuple[str, int]:
@@ -97,6 +108,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
+        if not settings.DEBUG:
+            raise CommandError(
+                "runsandbox serves a fake Vobiz API for development and tests only; it refuses "
+                "to run with DEBUG off (set DJANGO_DEBUG=true).",
+                returncode=2,
+            )
         host, port = parse_addrport(options["addrport"])
         auth_id = options["auth_id"] or os.environ.get("VOBIZ_AUTH_ID") or DEFAULT_AUTH_ID
         auth_token = (
@@ -147,7 +164,7 @@ class Command(BaseCommand):
         summary = sandbox.state.summary()
         self.stdout.write(
             f"Vobiz sandbox: VOBIZ_API_URL={sandbox.api_url} VOBIZ_AUTH_ID={auth_id} "
-            f"VOBIZ_AUTH_TOKEN={auth_token} ({summary['endpoints']} endpoints, "
+            f"VOBIZ_AUTH_TOKEN={mask_token(auth_token)} ({summary['endpoints']} endpoints, "
             f"{summary['applications']} applications, seeded in {seconds:.2f}s; "
             f"control: {sandbox.base_url}/_sandbox/)"
         )
