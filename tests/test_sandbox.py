@@ -1060,6 +1060,23 @@ def test_fault_delay_longer_than_the_read_timeout_makes_the_client_time_out(sb):
     assert sb.api("GET", "Endpoint/").status_code == 200
 
 
+def test_a_reset_drops_a_request_still_waiting_in_a_delay(sb):
+    # A client that timed out on a delayed write must not have it land on the next test's data.
+    before = sb.first()
+    eid = before["endpoint_id"]
+    sb.ok("POST", "faults", {"method": "POST", "path": f"/Endpoint/{eid}/", "delay": 0.5})
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        late = pool.submit(sb.update, eid, alias="Late")
+        deadline = time.monotonic() + 10
+        while sb.ok("GET", "faults")["faults"] and time.monotonic() < deadline:
+            pass  # until the handler has taken the fault and is waiting
+        sb.ok("POST", "reset", {"seed": 7})
+        with pytest.raises(requests.exceptions.ConnectionError):
+            late.result(timeout=10)
+    assert sb.get(eid)["alias"] == before["alias"]
+    assert sb.get(eid)["updated_at"] == before["updated_at"]
+
+
 @pytest.mark.parametrize(
     ("spec", "status", "header"),
     [

@@ -292,7 +292,12 @@ class _Handler(BaseHTTPRequestHandler):
         fault = self.state.faults.take(method, self.path)
         if fault:
             if fault["delay"]:
+                generation = self.state.generation
                 time.sleep(fault["delay"])
+                if self.state.generation != generation:
+                    # The data was reset while this request waited (its client gave up long
+                    # ago): answering now would change the new data, e.g. the next test's.
+                    fault["drop"] = True
             if fault["drop"]:
                 self.close_connection = True
                 with contextlib.suppress(OSError):

@@ -153,6 +153,8 @@ class SandboxState:
         self.seeded_applications = applications
         self.seed = seed
         self.hostile = hostile
+        # Counts resets, so a request delayed across one can tell its data is gone.
+        self.generation = 0
         self.reset(endpoints=endpoints, applications=applications, seed=seed, hostile=hostile)
 
     # ----------------------------------------------------------------------------------- helpers
@@ -269,6 +271,7 @@ class SandboxState:
     ) -> dict[str, Any]:
         """Replace all data with a deterministic seed; arguments left None keep their current value.
 
+        A request waiting in a delay fault when this happens is dropped unanswered when it wakes.
         Returns a summary. Raises ApiError(400) for out-of-range sizes.
         """
         with self.lock:
@@ -296,6 +299,7 @@ class SandboxState:
             self.seed = seed
             self.hostile = hostile
             self._store = Store()
+            self.generation += 1
             self._plant_counter = 0
             self._rng = random.Random(f"vobiz-sandbox:{seed}")
             seed_account(
