@@ -54,6 +54,14 @@ class SandboxControl:
     def reset_stats(self):
         return self._call("DELETE", "stats")
 
+    def current_config(self):
+        return self._call("GET", "config")
+
+    def request(self, method, path, **kwargs):
+        """A raw control-route request, answer unchecked (for the routes' own guards)."""
+        kwargs.setdefault("timeout", 10)
+        return self.http.request(method, f"{self.server.base_url}/_sandbox/{path}", **kwargs)
+
     def api(self, method, path, **kwargs):
         """A raw API call as Vobiz's own clients would make it (for checking state)."""
         url = f"{self.server.api_url}/Account/{SANDBOX_AUTH_ID}/{path.lstrip('/')}"
@@ -68,6 +76,9 @@ DEFAULT_VARIANTS = {
     "error_envelope": "flat",
     "create_body": "short",
     "update_body": "empty",
+    "object_shape": "full",
+    "strict_types": False,
+    "max_limit": 100,
 }
 
 

@@ -79,6 +79,9 @@ DEFAULT_CONFIG = {
     "error_envelope": "flat",
     "create_body": "short",
     "update_body": "empty",
+    "object_shape": "full",
+    "strict_types": False,
+    "max_limit": 100,
 }
 
 
@@ -854,34 +857,95 @@ def test_global_error_envelope_wraps_every_api_error(sb):
     sb.ok("POST", "config", {"error_envelope": "global"})
     sb.ok("POST", "config", {"username_suffix": False})
     sb.create(username="taken")
+    sb.ok("POST", "faults", {"path": "offset=7", "status": 429, "retry_after": 3})
+    sb.ok("POST", "faults", {"path": "offset=8", "status": 500})
     cases = [
-        (sb.create(username="bad_name"), 400, "invalid request parameters", {"username"}),
+        (sb.create(username="bad_name"), 422, "VALIDATION_ERROR", {"errors"}),
+        (sb.api("GET", "Endpoint/", params={"limit": 101}), 422, "VALIDATION_ERROR", {"errors"}),
         (
             sb.api("GET", "Endpoint/", headers={"X-Auth-ID": AUTH_ID, "X-Auth-Token": "no"}),
             401,
-            "invalid credentials",
+            "UNAUTHORIZED",
             set(),
         ),
-        (sb.api("GET", "Endpoint/777777777777777/"), 404, "Endpoint not found", {"endpoint_id"}),
-        (sb.api("GET", "Application/1/"), 404, "Application not found", {"app_id"}),
-        (sb.create(username="taken"), 409, "username already exists", {"username"}),
+        (sb.api("GET", "Endpoint/777777777777777/"), 404, "NOT_FOUND", {"endpoint_id"}),
+        (sb.api("GET", "Application/1/"), 404, "NOT_FOUND", {"app_id"}),
+        (sb.create(username="taken"), 409, "CONFLICT", {"username"}),
+        (sb.api("GET", "Endpoint/", params={"offset": 7}), 429, "RATE_LIMITED", set()),
+        (sb.api("GET", "Endpoint/", params={"offset": 8}), 500, "INTERNAL_ERROR", set()),
     ]
-    for response, status, message, detail_keys in cases:
+    for response, status, code, detail_keys in cases:
         assert response.status_code == status
         body = response.json()
         assert set(body) == {"status", "error", "timestamp", "requestId"}
         assert body["status"] == "error"
-        assert body["error"]["code"] == status
-        assert body["error"]["message"] == message
+        assert body["error"]["code"] == code
+        assert isinstance(body["error"]["message"], str) and body["error"]["message"]
         assert set(body["error"]["details"]) == detail_keys
         assert ISO_Z.fullmatch(body["timestamp"]) and UUID.fullmatch(body["requestId"])
+
+
+def test_global_envelope_lists_each_invalid_field_with_the_value_sent(sb):
+    sb.ok("POST", "config", {"error_envelope": "global"})
+    response = sb.create(username="bad_name", password="short7!", alias="Fine-Alias")
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "VALIDATION_ERROR"
+    assert error["message"] == "invalid request parameters"
+    assert error["details"] == {
+        "errors": [
+            {
+                "field": "username",
+                "message": "Only letters (a-z, A-Z) and digits (0-9) are allowed.",
+                "code": "invalid_format",
+                "value": "bad_name",
+            },
+            # The password is echoed: what a dashboard must never show or log.
+            {
+                "field": "password",
+                "message": "Must be at least 8 characters.",
+                "code": "too_short",
+                "value": "short7!",
+            },
+        ]
+    }
+    eid = sb.first()["endpoint_id"]
+    update = sb.update(eid, app_id="33333333333333333", alias="no spaces")
+    assert update.status_code == 422
+    errors = update.json()["error"]["details"]["errors"]
+    assert [(e["field"], e["code"], e["value"]) for e in errors] == [
+        ("alias", "invalid_format", "no spaces"),
+        ("app_id", "not_found", "33333333333333333"),
+    ]
+    listed = sb.api("GET", "Endpoint/", params={"limit": "ten", "application_id__isnull": "maybe"})
+    assert listed.status_code == 422
+    assert [(e["field"], e["value"]) for e in listed.json()["error"]["details"]["errors"]] == [
+        ("limit", "ten"),
+        ("application_id__isnull", "maybe"),
+    ]
+    # The flat envelope keeps the documented 400 with field -> message, and no values.
+    sb.ok("POST", "config", {"error_envelope": "flat"})
+    flat = sb.create(username="bad_name", password="short7!")
+    assert flat.status_code == 400
+    assert "short7!" not in flat.text
+    assert set(flat.json()["details"]) == {"username", "password"}
 
 
 def test_config_route_shows_and_validates_switches(sb):
     assert sb.ok("GET", "config") == DEFAULT_CONFIG
     changed = sb.ok("POST", "config", {"create_body": "full", "update_body": "text"})
     assert changed == {**DEFAULT_CONFIG, "create_body": "full", "update_body": "text"}
-    for bad in ({"create_body": "long"}, {"username_suffix": 1}, {"colour": "blue"}):
+    for bad in (
+        {"create_body": "long"},
+        {"username_suffix": 1},
+        {"colour": "blue"},
+        {"object_shape": "tiny"},
+        {"strict_types": "yes"},
+        {"max_limit": 0},
+        {"max_limit": 101},
+        {"max_limit": "20"},
+        {"max_limit": True},
+    ):
         response = sb.control("POST", "config", bad)
         assert response.status_code == 400
         assert set(response.json()["details"]) == set(bad)
@@ -901,6 +965,9 @@ def test_constructor_switches_select_the_variants():
         error_envelope="global",
         create_body="message",
         update_body="text",
+        object_shape="full",
+        strict_types=True,
+        max_limit=3,
     ).start()
     try:
         helper = Sandbox(server, FakeClock(START))
@@ -911,14 +978,18 @@ def test_constructor_switches_select_the_variants():
             "error_envelope": "global",
             "create_body": "message",
             "update_body": "text",
+            "object_shape": "full",
+            "strict_types": True,
+            "max_limit": 3,
         }
+        assert len(helper.endpoints()["objects"]) == 3
         created = helper.create(username="plain")
         assert created.status_code == 201
         assert created.json()["message"] == "created"
         eid = created.json()["endpoint_id"]
         assert helper.get(eid)["username"] == "plain"
         target = helper.apps()[0]["app_id"]
-        update = helper.api("POST", f"Endpoint/{eid}/", json={"application": target})
+        update = helper.api("POST", f"Endpoint/{eid}/", json={"application": int(target)})
         assert update.content == b'"changed"'
         assert helper.get(eid)["application"]["app_id"] == target
         assert helper.api("GET", "Endpoint/9/").json()["status"] == "error"
@@ -987,6 +1058,23 @@ def test_fault_delay_longer_than_the_read_timeout_makes_the_client_time_out(sb):
     with pytest.raises(requests.exceptions.ReadTimeout):
         sb.api("GET", "Endpoint/", timeout=(1, 0.2))
     assert sb.api("GET", "Endpoint/").status_code == 200
+
+
+def test_a_reset_drops_a_request_still_waiting_in_a_delay(sb):
+    # A client that timed out on a delayed write must not have it land on the next test's data.
+    before = sb.first()
+    eid = before["endpoint_id"]
+    sb.ok("POST", "faults", {"method": "POST", "path": f"/Endpoint/{eid}/", "delay": 0.5})
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        late = pool.submit(sb.update, eid, alias="Late")
+        deadline = time.monotonic() + 10
+        while sb.ok("GET", "faults")["faults"] and time.monotonic() < deadline:
+            pass  # until the handler has taken the fault and is waiting
+        sb.ok("POST", "reset", {"seed": 7})
+        with pytest.raises(requests.exceptions.ConnectionError):
+            late.result(timeout=10)
+    assert sb.get(eid)["alias"] == before["alias"]
+    assert sb.get(eid)["updated_at"] == before["updated_at"]
 
 
 @pytest.mark.parametrize(
@@ -1363,6 +1451,11 @@ def test_runsandbox_rejects_a_malformed_addrport():
                 "full",
                 "--update-body",
                 "message",
+                "--object-shape",
+                "minimal",
+                "--strict-types",
+                "--max-limit",
+                "20",
             ],
             {
                 "username_suffix": False,
@@ -1371,6 +1464,9 @@ def test_runsandbox_rejects_a_malformed_addrport():
                 "error_envelope": "global",
                 "create_body": "full",
                 "update_body": "message",
+                "object_shape": "minimal",
+                "strict_types": True,
+                "max_limit": 20,
             },
         ),
         (["--application-empty-string"], {**DEFAULT_CONFIG, "application_shape": "empty"}),
@@ -1378,7 +1474,12 @@ def test_runsandbox_rejects_a_malformed_addrport():
 )
 def test_runsandbox_serves_with_the_flags_until_sigterm(flags, config):
     root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "vobizadmin.settings", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "vobizadmin.settings",
+        "PYTHONUNBUFFERED": "1",
+        "DJANGO_DEBUG": "true",  # the command refuses to run with DEBUG off
+    }
     command = [
         sys.executable, "manage.py", "runsandbox", "127.0.0.1:0", "--endpoints", "12",
         "--applications", "3", "--seed", "4", "--auth-id", "MA_CMD", "--auth-token", "cmd-token",
@@ -1389,7 +1490,7 @@ def test_runsandbox_serves_with_the_flags_until_sigterm(flags, config):
     )
     try:
         line = process.stdout.readline()
-        match = re.search(r"VOBIZ_API_URL=(\S+) VOBIZ_AUTH_ID=MA_CMD VOBIZ_AUTH_TOKEN=cmd-", line)
+        match = re.search(r"VOBIZ_API_URL=(\S+) VOBIZ_AUTH_ID=MA_CMD VOBIZ_AUTH_TOKEN=cmd…", line)
         assert match, line + process.stderr.read() if process.poll() is not None else line
         api_url = match.group(1)
         base = api_url.removesuffix("/api/v1")

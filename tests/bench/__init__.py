@@ -191,6 +191,7 @@ class Sandbox:
     def __init__(self, env: dict[str, str]):
         import requests
 
+        env = {**env, "DJANGO_DEBUG": "true"}  # runsandbox refuses to run with DEBUG off
         self.http = requests.Session()
         self.proc = subprocess.Popen(  # noqa: S603
             [PYTHON, "manage.py", "runsandbox", "127.0.0.1:0", "--endpoints", "0",

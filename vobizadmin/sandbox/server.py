@@ -1,8 +1,12 @@
 """HTTP layer of the Vobiz API sandbox (standard library only).
 
-``SandboxServer`` serves the API under ``/api/v1/Account/{auth_id}/...`` and loopback-only
-control routes under ``/_sandbox/`` from a ``ThreadingHTTPServer`` in a daemon thread. HTTP/1.1
-keep-alive is supported: every answer carries a Content-Length (a 204 has no body by definition).
+``SandboxServer`` serves the API under ``/api/v1/Account/{auth_id}/...`` and control routes
+under ``/_sandbox/`` from a ``ThreadingHTTPServer`` in a daemon thread. HTTP/1.1 keep-alive is
+supported: every answer carries a Content-Length (a 204 has no body by definition).
+
+Control routes change everything without credentials, so they answer only a loopback client
+that names a loopback host (``Host`` header: no DNS rebinding) and, for anything with a body,
+only ``Content-Type: application/json`` (no cross-site "simple request" from a browser page).
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from vobizadmin.sandbox.state import ApiError, SandboxState, invalid, iso
+from vobizadmin.sandbox.errors import ApiError, FieldErrors, global_error, invalid
+from vobizadmin.sandbox.records import iso
+from vobizadmin.sandbox.state import SandboxState
 
 DEFAULT_AUTH_ID = "MA_SANDBOX01"
 DEFAULT_AUTH_TOKEN = "sandbox-token"  # noqa: S105 - public demo credential of a local fake
@@ -53,6 +59,33 @@ FAULT_MESSAGES = {
 MALFORMED_BODY = b'{"api_id": "5f0c7a52", "meta": {"limit": 20, "offset": 0}, "objects": [{"endp'
 
 
+LOOPBACK_NAMES = ("localhost",)
+BODY_METHODS = ("POST", "PUT", "PATCH")
+
+
+def is_loopback_host_header(value: str | None) -> bool:
+    """True when a ``Host`` header names this machine's loopback: ``localhost``, a loopback IP
+    address or ``[::1]``, with or without a port. Any other name (one an attacker's DNS could
+    point at 127.0.0.1) is refused."""
+    if not value:
+        return False
+    value = value.strip()
+    if value.startswith("["):
+        host, bracket, port = value[1:].partition("]")
+        if not bracket or (port and not (port.startswith(":") and port[1:].isdigit())):
+            return False
+        return ":" in host and is_loopback(host)
+    host, colon, port = value.partition(":")
+    if colon and not port.isdigit():
+        return False
+    return host.lower() in LOOPBACK_NAMES or is_loopback(host)
+
+
+def is_json_content_type(value: str | None) -> bool:
+    """True for ``application/json`` (any parameters, any case)."""
+    return bool(value) and value.split(";", 1)[0].strip().lower() == "application/json"
+
+
 def is_loopback(host: str) -> bool:
     """True when ``host`` (a client address) is a loopback address, IPv4 or IPv6."""
     try:
@@ -71,7 +104,9 @@ def _json_body(raw: bytes) -> Any:
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        raise invalid({"body": "Malformed JSON."}) from None
+        errors = FieldErrors({"body": raw.decode("utf-8", "replace")})
+        errors.add("body", "Malformed JSON.", "malformed_json")
+        raise invalid(errors) from None
 
 
 def _require_method(method: str, allowed: tuple[str, ...]) -> None:
@@ -205,24 +240,24 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_json(self, status: int, value: Any, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(value).encode(), headers)
 
-    def _error_value(self, status: int, payload: dict[str, Any]) -> dict[str, Any]:
-        """The API error body in the configured envelope (flat, or the newer global one)."""
-        if self.state.get_config()["error_envelope"] != "global":
-            return payload
-        details = payload.get("details")
-        if details is None:
-            details = {k: v for k, v in payload.items() if k != "error"}
-        return {
-            "status": "error",
-            "error": {"code": status, "message": payload.get("error"), "details": details},
-            "timestamp": iso(self.state.now()),
-            "requestId": str(uuid.uuid4()),
-        }
-
     def _send_api_error(
-        self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+        self,
+        status: int,
+        payload: dict[str, Any],
+        headers: dict[str, str] | None = None,
+        field_errors: list[dict[str, Any]] | None = None,
     ) -> None:
-        self._send_json(status, self._error_value(status, payload), headers)
+        """Answer an API error in the configured envelope: flat, or the newer global one
+        (where validation failures become 422, see ``errors.global_error``)."""
+        if self.state.get_config()["error_envelope"] == "global":
+            status, payload = global_error(
+                status,
+                payload,
+                field_errors=field_errors,
+                timestamp=iso(self.state.now()),
+                request_id=str(uuid.uuid4()),
+            )
+        self._send_json(status, payload, headers)
 
     def _dispatch(self, method: str) -> None:
         try:
@@ -254,10 +289,15 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.state.count_request(f"{method} (unknown path)")
 
-        fault = self.state.take_fault(method, self.path)
+        fault = self.state.faults.take(method, self.path)
         if fault:
             if fault["delay"]:
+                generation = self.state.generation
                 time.sleep(fault["delay"])
+                if self.state.generation != generation:
+                    # The data was reset while this request waited (its client gave up long
+                    # ago): answering now would change the new data, e.g. the next test's.
+                    fault["drop"] = True
             if fault["drop"]:
                 self.close_connection = True
                 with contextlib.suppress(OSError):
@@ -277,7 +317,7 @@ class _Handler(BaseHTTPRequestHandler):
             object_id = unquote(resource.group(2)) if detail else None
             self._api_route(method, kind, object_id, query, raw)
         except ApiError as exc:
-            self._send_api_error(exc.status, exc.payload, exc.headers)
+            self._send_api_error(exc.status, exc.payload, exc.headers, exc.field_errors)
 
     def _authenticate(self, path_auth_id: str) -> None:
         sandbox = self.server.sandbox
@@ -341,17 +381,32 @@ class _Handler(BaseHTTPRequestHandler):
         if not is_loopback(self.client_address[0]):
             self._send_json(403, {"error": "control routes answer loopback clients only"})
             return
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) != 1 or not is_loopback_host_header(hosts[0]):
+            # A browser tricked by DNS rebinding connects from loopback but names its own host.
+            self._send_json(
+                403, {"error": "control routes answer requests for a loopback Host only"}
+            )
+            return
+        if (method in BODY_METHODS or raw) and not is_json_content_type(
+            self.headers.get("Content-Type")
+        ):
+            # A cross-site form or text/plain fetch is sent without a CORS preflight; JSON is not.
+            self._send_json(
+                415, {"error": "control routes take a Content-Type: application/json body"}
+            )
+            return
         state = self.state
         route = path.rstrip("/")
         try:
             if route == "/_sandbox/faults":
                 _require_method(method, ("GET", "POST", "DELETE"))
                 if method == "GET":
-                    self._send_json(200, {"faults": state.list_faults()})
+                    self._send_json(200, {"faults": state.faults.pending()})
                 elif method == "POST":
-                    self._send_json(201, state.add_fault(_json_body(raw)))
+                    self._send_json(201, state.faults.add(_json_body(raw)))
                 else:
-                    state.clear_faults()
+                    state.faults.clear()
                     self._send(204, None)
             elif route.startswith("/_sandbox/registrations/"):
                 _require_method(method, ("POST", "DELETE"))
@@ -443,6 +498,9 @@ class SandboxServer:
         error_envelope: str = "flat",
         create_body: str = "short",
         update_body: str = "empty",
+        object_shape: str = "full",
+        strict_types: bool = False,
+        max_limit: int = 100,
         clock: Callable[[], datetime] | None = None,
         hostile: bool = False,
         verbose: bool = False,
@@ -463,6 +521,9 @@ class SandboxServer:
             error_envelope=error_envelope,
             create_body=create_body,
             update_body=update_body,
+            object_shape=object_shape,
+            strict_types=strict_types,
+            max_limit=max_limit,
         )
         self._httpd = _HTTPServer((host, port), self)
         self._thread: threading.Thread | None = None

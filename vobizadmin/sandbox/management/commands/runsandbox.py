@@ -1,4 +1,8 @@
-"""``manage.py runsandbox [ADDR:PORT]``: serve the Vobiz API sandbox until Ctrl-C or SIGTERM."""
+"""``manage.py runsandbox [ADDR:PORT]``: serve the Vobiz API sandbox until Ctrl-C or SIGTERM.
+
+Development and tests only: it refuses to run unless Django's DEBUG is on, and it never prints
+the auth token it accepts in full.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,22 @@ import signal
 import threading
 import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from vobizadmin.sandbox.errors import ApiError
 from vobizadmin.sandbox.server import DEFAULT_AUTH_ID, DEFAULT_AUTH_TOKEN, SandboxServer
-from vobizadmin.sandbox.state import CONFIG_CHOICES, ApiError
+from vobizadmin.sandbox.state import CONFIG_CHOICES, CONFIG_RANGES, DEFAULT_CONFIG
 
 DEFAULT_ADDR = "127.0.0.1"
 DEFAULT_PORT = 8765
 ADDRPORT_RE = re.compile(r"(?:(?:\[(?P<ipv6>[^\]]+)\]|(?P<host>[^:\[\]]+)):)?(?P<port>\d+)")
+
+
+def mask_token(token: str) -> str:
+    """The token as the startup line shows it: its first 3 characters and an ellipsis (only the
+    ellipsis for a token shorter than 9 characters, where 3 would give too much away)."""
+    return f"{token[:3]}…" if len(token) >= 9 else "…"
 
 
 def parse_addrport(value: str | None) -> tuple[str, int]:
@@ -76,8 +88,32 @@ class Command(BaseCommand):
         )
         parser.add_argument("--create-body", choices=CONFIG_CHOICES["create_body"], default="short")
         parser.add_argument("--update-body", choices=CONFIG_CHOICES["update_body"], default="empty")
+        parser.add_argument(
+            "--object-shape",
+            choices=CONFIG_CHOICES["object_shape"],
+            default="full",
+            help="minimal: list and retrieve serve only the docs' eight-key endpoint object",
+        )
+        parser.add_argument(
+            "--strict-types",
+            action="store_true",
+            help="refuse a string application id on create/update (the docs say integer)",
+        )
+        low, high = CONFIG_RANGES["max_limit"]
+        parser.add_argument(
+            "--max-limit",
+            type=int,
+            default=DEFAULT_CONFIG["max_limit"],
+            help=f"serve at most this many objects a page ({low}-{high}; limit<=100 is accepted)",
+        )
 
     def handle(self, *args, **options) -> None:
+        if not settings.DEBUG:
+            raise CommandError(
+                "runsandbox serves a fake Vobiz API for development and tests only; it refuses "
+                "to run with DEBUG off (set DJANGO_DEBUG=true).",
+                returncode=2,
+            )
         host, port = parse_addrport(options["addrport"])
         auth_id = options["auth_id"] or os.environ.get("VOBIZ_AUTH_ID") or DEFAULT_AUTH_ID
         auth_token = (
@@ -105,11 +141,14 @@ class Command(BaseCommand):
                 error_envelope=options["error_envelope"],
                 create_body=options["create_body"],
                 update_body=options["update_body"],
+                object_shape=options["object_shape"],
+                strict_types=options["strict_types"],
+                max_limit=options["max_limit"],
                 verbose=options["verbosity"] >= 2,
             )
         except OSError as exc:
             raise CommandError(f"Cannot listen on {host}:{port}: {exc}") from exc
-        except ApiError as exc:  # out-of-range seed sizes
+        except ApiError as exc:  # out-of-range seed sizes or switch values
             raise CommandError(f"{exc.payload['error']}: {exc.payload.get('details')}") from exc
         seconds = time.perf_counter() - started
 
@@ -125,7 +164,7 @@ class Command(BaseCommand):
         summary = sandbox.state.summary()
         self.stdout.write(
             f"Vobiz sandbox: VOBIZ_API_URL={sandbox.api_url} VOBIZ_AUTH_ID={auth_id} "
-            f"VOBIZ_AUTH_TOKEN={auth_token} ({summary['endpoints']} endpoints, "
+            f"VOBIZ_AUTH_TOKEN={mask_token(auth_token)} ({summary['endpoints']} endpoints, "
             f"{summary['applications']} applications, seeded in {seconds:.2f}s; "
             f"control: {sandbox.base_url}/_sandbox/)"
         )
