@@ -65,7 +65,7 @@ bench: $(STAMP)
 	$(PY) -m tests.bench $(BENCH_ARGS)
 
 sandbox: $(STAMP)
-	$(PY) manage.py runsandbox $(SANDBOX_ADDR) --endpoints $(DEMO_ENDPOINTS) --applications $(DEMO_APPLICATIONS)
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(PY) manage.py runsandbox $(SANDBOX_ADDR) --endpoints $(DEMO_ENDPOINTS) --applications $(DEMO_APPLICATIONS)
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache db.sqlite3 db.sqlite3-wal db.sqlite3-shm

@@ -79,6 +79,7 @@ DEFAULT_VARIANTS = {
     "object_shape": "full",
     "strict_types": False,
     "max_limit": 100,
+    "ignore_on_create": [],
 }
 
 

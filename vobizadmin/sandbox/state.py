@@ -69,6 +69,8 @@ CONFIG_CHOICES: dict[str, tuple[Any, ...]] = {
 CONFIG_RANGES: dict[str, tuple[int, int]] = {
     "max_limit": (1, MAX_LIMIT),
 }
+# Create fields the API may answer 201 to and silently not keep (``ignore_on_create``).
+IGNORABLE_ON_CREATE = ("application", *PERMISSION_DEFAULTS)
 DEFAULT_CONFIG: dict[str, Any] = {
     "username_suffix": True,
     "application_shape": "uri",
@@ -79,6 +81,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "object_shape": "full",
     "strict_types": False,
     "max_limit": MAX_LIMIT,
+    "ignore_on_create": [],
 }
 
 # The endpoint object as the docs' newest examples show it (retrieve and list), keys in order.
@@ -507,6 +510,10 @@ class SandboxState:
             if username in self._store.by_username:
                 raise ApiError(409, {"error": "username already exists", "username": username})
 
+            # What a create answers 201 to but does not keep (a silent drop).
+            ignored = set(self.config["ignore_on_create"])
+            if "application" in ignored:
+                app_id = None
             stored = username
             if self.config["username_suffix"]:
                 while stored in self._store.by_username or stored == username:
@@ -519,7 +526,7 @@ class SandboxState:
             ep.app_id = app_id
             ep.sub_account = sub_account or None
             for name in PERMISSION_DEFAULTS:
-                if name in body:
+                if name in body and name not in ignored:
                     setattr(ep, name, body[name])
             ep.password_digest = password_digest(eid, password)
             self._store.add(ep)
@@ -648,6 +655,10 @@ class SandboxState:
                 low, high = bounds
                 if not isinstance(value, int) or is_bool(value) or not low <= value <= high:
                     errors[key] = f"Must be an integer from {low} to {high}."
+            elif key == "ignore_on_create":
+                if not isinstance(value, list) or any(v not in IGNORABLE_ON_CREATE
+                                                      for v in value):
+                    errors[key] = f"Must be a list drawn from {list(IGNORABLE_ON_CREATE)}."
             elif choices is None:
                 errors[key] = f"Unknown setting; known: {', '.join(DEFAULT_CONFIG)}."
             elif (isinstance(choices[0], bool) and not is_bool(value)) or value not in choices:
