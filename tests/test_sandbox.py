@@ -82,6 +82,7 @@ DEFAULT_CONFIG = {
     "object_shape": "full",
     "strict_types": False,
     "max_limit": 100,
+    "ignore_on_create": [],
 }
 
 
@@ -945,6 +946,8 @@ def test_config_route_shows_and_validates_switches(sb):
         {"max_limit": 101},
         {"max_limit": "20"},
         {"max_limit": True},
+        {"ignore_on_create": ["username"]},
+        {"ignore_on_create": "allow_video"},
     ):
         response = sb.control("POST", "config", bad)
         assert response.status_code == 400
@@ -981,6 +984,7 @@ def test_constructor_switches_select_the_variants():
             "object_shape": "full",
             "strict_types": True,
             "max_limit": 3,
+            "ignore_on_create": [],
         }
         assert len(helper.endpoints()["objects"]) == 3
         created = helper.create(username="plain")
@@ -1467,6 +1471,7 @@ def test_runsandbox_rejects_a_malformed_addrport():
                 "object_shape": "minimal",
                 "strict_types": True,
                 "max_limit": 20,
+                "ignore_on_create": [],
             },
         ),
         (["--application-empty-string"], {**DEFAULT_CONFIG, "application_shape": "empty"}),

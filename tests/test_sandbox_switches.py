@@ -185,3 +185,15 @@ def test_create_without_alias_leaves_the_alias_empty(sandbox):
     assert stored["alias"] == ""
     assert stored["username"].startswith("noalias")
     assert _page(sandbox, alias__exact="noalias")["meta"]["total_count"] == 0
+
+
+def test_ignore_on_create_answers_201_and_keeps_the_defaults(sandbox):
+    """A create that silently does not keep fields: the dashboard must notice on read-back."""
+    sandbox.config(ignore_on_create=["allow_video", "allow_other_domains"])
+    created = sandbox.api("POST", "Endpoint/", json={
+        "username": "dropdesk", "password": "longenough1", "allow_video": True,
+        "allow_other_domains": True, "allow_voice": False})
+    assert created.status_code == 201
+    stored = sandbox.api("GET", f"Endpoint/{created.json()['endpoint_id']}/").json()
+    assert stored["allow_video"] is False and stored["allow_other_domains"] is False
+    assert stored["allow_voice"] is False  # not listed: kept
