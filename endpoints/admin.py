@@ -3,7 +3,7 @@ the dashboard's services so they are verified and audited)."""
 
 from django.contrib import admin
 
-from .models import Application, AuditEvent, Endpoint, SyncState
+from .models import Application, AuditEvent, Endpoint, StaffScope, SubAccount, SyncState
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -35,7 +35,8 @@ class ApplicationAdmin(ReadOnlyAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ("at", "username", "action", "endpoint_username", "outcome", "message")
+    list_display = ("at", "username", "action", "endpoint_username", "sub_account", "outcome",
+                    "message")
     list_filter = ("action", "outcome")
     search_fields = ("endpoint_username", "endpoint_id", "username")
     date_hierarchy = "at"
@@ -45,3 +46,17 @@ class AuditEventAdmin(ReadOnlyAdmin):
 class SyncStateAdmin(ReadOnlyAdmin):
     list_display = ("name", "status", "triggered_by", "started_at", "finished_at", "total_remote",
                     "last_error")
+
+
+@admin.register(StaffScope)
+class StaffScopeAdmin(ReadOnlyAdmin):
+    """Scopes are set on the dashboard's Staff page, where every change is audited."""
+
+    list_display = ("user", "all_endpoints", "sub_accounts", "changed_at")
+    search_fields = ("user__username",)
+
+
+@admin.register(SubAccount)
+class SubAccountAdmin(ReadOnlyAdmin):
+    list_display = ("sub_account", "name")
+    search_fields = ("sub_account", "name")

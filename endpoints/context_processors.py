@@ -1,9 +1,11 @@
-"""What every page's frame shows: the account (masked), the sync badge, the user's role."""
+"""What every page's frame shows: the account (masked), the sync badge, the user's role and
+sub-account scope."""
 
 from django.conf import settings
 from django.utils.functional import SimpleLazyObject
 
 from . import roles, selectors
+from .scopes import request_scope, scope_label
 
 
 def dashboard(request):
@@ -17,4 +19,12 @@ def dashboard(request):
         "sync": SimpleLazyObject(selectors.sync_status_get),
         "role": roles.role_name(request.user),
         "can": roles.capabilities(request.user),
+        "scope_badge": SimpleLazyObject(lambda: _scope_badge(request)),
     }
+
+
+def _scope_badge(request) -> dict:
+    scope = request_scope(request)
+    return {"everything": scope.everything,
+            "empty": not scope.everything and not scope.sub_accounts,
+            "label": scope_label(scope, selectors.sub_account_names())}

@@ -10,6 +10,7 @@ from django import forms
 
 from . import selectors
 from .models import AuditEvent
+from .scopes import MAIN_ACCOUNT_LABEL, sub_account_label
 
 PAGE_SIZES = (20, 50, 100)
 DEFAULT_PAGE_SIZE = PAGE_SIZES[0]
@@ -66,17 +67,21 @@ class EndpointFilterForm(_GetForm):
     per_page = forms.TypedChoiceField(label="Per page", required=False, coerce=int,
                                       choices=[(n, str(n)) for n in PAGE_SIZES])
 
-    def __init__(self, *args, applications=(), sub_accounts=(), **kwargs):
+    def __init__(self, *args, applications=(), sub_accounts=(), main_account: bool = True,
+                 sub_account_names=None, **kwargs):
         super().__init__(*args, **kwargs)
+        names = sub_account_names or {}
         self.fields["app"].choices = [
             ("", "Any"),
             (selectors.APP_NONE, "No application"),
             *[(a.app_id, a.name or a.app_id) for a in applications],
         ]
+        # Only what the user's scope may see: a scope without the main account offers no
+        # "Main account", and a scoped user's other sub-accounts are never named here.
         self.fields["sub"].choices = [
             ("", "Any"),
-            (selectors.SUB_MAIN, "Main account"),
-            *[(s, s) for s in sub_accounts],
+            *([(selectors.SUB_MAIN, MAIN_ACCOUNT_LABEL)] if main_account else []),
+            *[(s, sub_account_label(s, names)) for s in sub_accounts],
         ]
 
     def page_size(self) -> int | None:

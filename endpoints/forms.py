@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django import forms
 
+from .scopes import sub_account_label
 from .validators import (
     ALIAS_HINT,
     ALIAS_MAX,
@@ -124,13 +125,17 @@ class EndpointCreateForm(PasswordNotKeptMixin, forms.Form):
         help_text="Who the endpoint belongs to: the main account, or one of its sub-accounts.",
     )
 
-    def __init__(self, *args, applications=(), default_app_id: str = "", sub_accounts=(),
-                 **kwargs):
+    def __init__(self, *args, applications=(), default_app_id: str = "", sub_accounts=("",),
+                 sub_account_names=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["application"].choices = application_options(applications, empty_label="None")
         self.fields["application"].initial = default_app_id or ""
-        self.fields["sub_account"].choices = [("", "Main account"),
-                                              *[(sub, sub) for sub in sub_accounts]]
+        # ``sub_accounts``: where the user may create ("" is the main account). A value
+        # outside them is refused next to the field ("Select a valid choice").
+        names = sub_account_names or {}
+        self.fields["sub_account"].choices = [(sub, sub_account_label(sub, names))
+                                              for sub in sub_accounts]
+        self.fields["sub_account"].initial = sub_accounts[0] if sub_accounts else ""
         for name in PERMISSIONS:
             self.fields[name] = forms.BooleanField(
                 label=PERMISSION_LABELS[name], required=False, initial=PERMISSION_DEFAULTS[name]
@@ -319,3 +324,40 @@ class AliasForm(forms.Form):
         if "seen_alias" in self.errors:
             self.add_error(None, "This form is out of date. Reload the page and try again.")
         return super().clean()
+
+
+class StaffScopeForm(forms.Form):
+    """A staff member's scope: every endpoint, or the endpoints of chosen sub-accounts (the
+    main account being one choice). Choosing none means nothing, never everything."""
+
+    mode = forms.ChoiceField(
+        label="Can see and change",
+        widget=forms.RadioSelect,
+        choices=[("all", "All endpoints"), ("some", "Only the sub-accounts ticked below")],
+    )
+    sub_accounts = forms.MultipleChoiceField(
+        label="Sub-accounts",
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Ticking none leaves the person with no endpoints at all.",
+    )
+
+    def __init__(self, *args, choices=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["sub_accounts"].choices = list(choices)
+
+    def scope_values(self) -> tuple[bool, list[str]]:
+        """(all endpoints?, sub-account ids) for services.staff_scope_set."""
+        everything = self.cleaned_data["mode"] == "all"
+        return everything, [] if everything else list(self.cleaned_data["sub_accounts"])
+
+
+class SubAccountNameForm(forms.Form):
+    """A local display name for one sub-account ("" removes it)."""
+
+    sub_account = forms.ChoiceField(widget=forms.HiddenInput)
+    name = forms.CharField(label="Name", required=False, max_length=100, strip=True)
+
+    def __init__(self, *args, sub_accounts=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["sub_account"].choices = [(s, s) for s in sub_accounts]

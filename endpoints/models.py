@@ -98,6 +98,7 @@ class Endpoint(models.Model):
             ("reset_endpoint_password", "Can reset an endpoint's SIP password"),
             ("manage_endpoint_application", "Can attach or detach an endpoint's application"),
             ("run_sync", "Can start a sync with Vobiz"),
+            ("manage_staff", "Can set staff scopes and sub-account names"),
         ]
 
     def __str__(self):
@@ -163,7 +164,12 @@ class SyncState(models.Model):
 
 
 class AuditEvent(models.Model):
-    """Who did what to which endpoint, and how it ended. Never holds a password."""
+    """Who did what to which endpoint, and how it ended. Never holds a password.
+
+    ``sub_account`` is the endpoint's, recorded with the event, so that a scoped user sees
+    only the events of their endpoints; NULL when not known (events about staff, and events
+    recorded before scopes existed whose endpoint the cache no longer has): those only
+    unscoped users see."""
 
     class Outcome(models.TextChoices):
         DONE = "done", "Done"
@@ -178,12 +184,15 @@ class AuditEvent(models.Model):
     action = models.CharField(max_length=32, db_index=True)
     endpoint_id = models.CharField(max_length=32, blank=True, db_index=True)
     endpoint_username = models.CharField(max_length=255, blank=True)
+    # NULL (unknown) is not "" (the main account): only unscoped readers see such events.
+    sub_account = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     changes = models.JSONField(default=dict, blank=True)  # field -> [old, new]
     outcome = models.CharField(max_length=16, choices=Outcome.choices, db_index=True)
     message = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["sub_account", "at", "id"], name="audit_sub_account")]
 
     def __str__(self):
         return f"{self.at:%Y-%m-%d %H:%M} {self.username} {self.action} {self.endpoint_username}"
@@ -198,3 +207,32 @@ class UserPreference(models.Model):
 
     def __str__(self):
         return f"{self.user}: {self.page_size} per page"
+
+
+class StaffScope(models.Model):
+    """Which endpoints a staff member may see and change (``endpoints.scopes``). A user
+    without a row sees everything, so nothing changes for existing users on upgrade."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                related_name="endpoint_scope")
+    all_endpoints = models.BooleanField(default=True)
+    # Sub-account auth ids ("" is the main account); used when all_endpoints is off. Empty
+    # means nothing.
+    sub_accounts = models.JSONField(default=list, blank=True)
+    changed_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"{self.user}: {'all endpoints' if self.all_endpoints else self.sub_accounts}"
+
+
+class SubAccount(models.Model):
+    """A local display name for a sub-account: the API knows it only by its auth id."""
+
+    sub_account = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=100)
+
+    class Meta:
+        ordering = ["name", "sub_account"]
+
+    def __str__(self):
+        return f"{self.name} ({self.sub_account})"

@@ -1,7 +1,9 @@
 """The two roles, as Django groups with permissions (created by a migration).
 
 Support: view, edit alias/permissions, reset passwords, attach/detach applications.
-Endpoint admin: all of that plus create, delete and start a sync. Superusers: everything.
+Endpoint admin: all of that plus create, delete, start a sync, and set staff scopes.
+Superusers: everything. What a role may do, it may do only within the user's sub-account
+scope (``endpoints.scopes``).
 Views check these permissions on the server; templates read ``can`` to hide what a role
 cannot do.
 """
@@ -16,11 +18,12 @@ MANAGE_APPLICATION = "endpoints.manage_endpoint_application"
 CREATE = "endpoints.add_endpoint"
 DELETE = "endpoints.delete_endpoint"
 SYNC = "endpoints.run_sync"
+MANAGE_STAFF = "endpoints.manage_staff"
 VIEW_AUDIT = "endpoints.view_auditevent"
 
 SUPPORT_PERMISSIONS = [VIEW, EDIT, RESET_PASSWORD, MANAGE_APPLICATION, VIEW_AUDIT,
                        "endpoints.view_application"]
-ADMIN_PERMISSIONS = [*SUPPORT_PERMISSIONS, CREATE, DELETE, SYNC]
+ADMIN_PERMISSIONS = [*SUPPORT_PERMISSIONS, CREATE, DELETE, SYNC, MANAGE_STAFF]
 
 
 def role_name(user) -> str:
@@ -44,6 +47,7 @@ def capabilities(user) -> dict[str, bool]:
         "delete": user.has_perm(DELETE),
         "sync": user.has_perm(SYNC),
         "audit": user.has_perm(VIEW_AUDIT),
+        "staff": user.has_perm(MANAGE_STAFF),
     }
 
 

@@ -1,4 +1,8 @@
-"""Reads from the local cache. Nothing here talks to Vobiz."""
+"""Reads from the local cache. Nothing here talks to Vobiz.
+
+Every read of endpoints (and of the audit log) takes the reader's ``scope``
+(``endpoints.scopes``) and goes through ``endpoints_in_scope``: a view cannot ask for an
+endpoint without saying whose eyes it is for."""
 
 from __future__ import annotations
 
@@ -13,7 +17,18 @@ from django.db.models.lookups import Exact, GreaterThan, IsNull, LessThanOrEqual
 from django.utils import timezone
 
 from . import models
-from .models import Application, AuditEvent, Endpoint, SyncState, UserPreference
+from .models import (
+    Application,
+    AuditEvent,
+    Endpoint,
+    StaffScope,
+    SubAccount,
+    SyncState,
+    UserPreference,
+)
+from .scopes import EVERYTHING, MAIN_ACCOUNT, Scope
+
+SUB_ACCOUNT_NAMES_KEY = "sub-account-names"
 
 
 def sync_status_get() -> SyncState:
@@ -21,9 +36,36 @@ def sync_status_get() -> SyncState:
     return SyncState.objects.filter(name="endpoints").first() or SyncState(name="endpoints")
 
 
-def endpoint_get(*, endpoint_id: str) -> Endpoint | None:
-    """The cached endpoint, or None when the cache does not have it."""
-    return Endpoint.objects.filter(endpoint_id=endpoint_id).first()
+def scope_get(*, user) -> Scope:
+    """What ``user`` may see: everything for a superuser or a user without a scope, else
+    their sub-accounts. Read afresh on every request, so a change applies at once."""
+    if getattr(user, "is_superuser", False) or not getattr(user, "pk", None):
+        return EVERYTHING
+    row = StaffScope.objects.filter(user=user).values_list("all_endpoints", "sub_accounts").first()
+    if row is None or row[0]:
+        return EVERYTHING
+    subs = row[1] if isinstance(row[1], list) else []
+    return Scope(frozenset(str(s) for s in subs))
+
+
+def endpoints_in_scope(scope: Scope):
+    """The cached endpoints ``scope`` may see: the one place every endpoint read starts."""
+    return Endpoint.objects.filter(scope.q())
+
+
+def endpoint_get(*, endpoint_id: str, scope: Scope) -> Endpoint | None:
+    """The cached endpoint, or None when the cache does not have it or it is outside
+    ``scope`` (the two are the same to the reader)."""
+    return endpoints_in_scope(scope).filter(endpoint_id=endpoint_id).first()
+
+
+def sub_account_names() -> dict[str, str]:
+    """Local display names of sub-accounts, id -> name (cached until a name changes)."""
+    names = cache.get(SUB_ACCOUNT_NAMES_KEY)
+    if names is None:
+        names = dict(SubAccount.objects.values_list("sub_account", "name"))
+        cache.set(SUB_ACCOUNT_NAMES_KEY, names, CHOICES_SECONDS)
+    return names
 
 
 def user_page_size_get(*, user) -> int | None:
@@ -226,31 +268,33 @@ def _count_key(version: int, *parts) -> str:
     return ":".join(["endpoint-list", str(version), *map(str, parts)])
 
 
-def _window_key(version: int, now) -> str:
-    return _count_key(version, int(now.timestamp()) // COUNTS_SECONDS)
+def _window_key(version: int, now, scope: Scope) -> str:
+    return _count_key(version, scope.key, int(now.timestamp()) // COUNTS_SECONDS)
 
 
-def _glance_counts(now) -> dict[str, int]:
-    """The account at a glance, counted from the indexes alone (one range each)."""
+def _glance_counts(now, scope: Scope) -> dict[str, int]:
+    """The account (the part ``scope`` sees) at a glance, counted from the indexes alone
+    (one range each)."""
+    endpoints = endpoints_in_scope(scope)
     # IN (true), not a bare boolean: SQLite only seeks ep_reg_expires on an equality.
-    registered = Endpoint.objects.filter(sip_registered__in=[True])
+    registered = endpoints.filter(sip_registered__in=[True])
     counts = {
-        "total": Endpoint.objects.count(),
+        "total": endpoints.count(),
         "registered": registered.filter(sip_expires__isnull=True).count()
         + registered.filter(sip_expires__gt=now).count(),
         "expiring": registered.filter(sip_expires__gt=now,
                                       sip_expires__lte=now + EXPIRING_WINDOW).count(),
-        "no_application": Endpoint.objects.filter(app_id="").count(),
+        "no_application": endpoints.filter(app_id="").count(),
     }
     counts["not_registered"] = counts["total"] - counts["registered"]
     return counts
 
 
-def _glance(version: int, now) -> dict[str, int]:
-    key = _window_key(version, now)
+def _glance(version: int, now, scope: Scope) -> dict[str, int]:
+    key = _window_key(version, now, scope)
     glance = cache.get(key)
     if glance is None:
-        glance = _glance_counts(now)
+        glance = _glance_counts(now, scope)
         cache.set(key, glance, COUNTS_SECONDS * 2)
     return glance
 
@@ -259,9 +303,10 @@ def _version(version: int | None) -> int:
     return sync_status_get().data_version if version is None else version
 
 
-def endpoint_matching(*, filters: dict, version: int | None = None) -> Matching:
-    """What ``filters`` selects, cached for ``version`` (SyncState.data_version, read when not
-    given) and the current COUNTS_SECONDS window. Filters that are one of the glance numbers
+def endpoint_matching(*, filters: dict, scope: Scope, version: int | None = None) -> Matching:
+    """What ``filters`` selects within ``scope``, cached for ``version``
+    (SyncState.data_version, read when not given), the scope and the current COUNTS_SECONDS
+    window. Filters that are one of the glance numbers
     cost nothing more; any other is counted once per window, keeping the ids when there are
     at most SMALL_RESULT."""
     now = timezone.now()
@@ -269,7 +314,7 @@ def endpoint_matching(*, filters: dict, version: int | None = None) -> Matching:
     active = {k: filters.get(k) for k in ("q", "app", "sub", "status") if filters.get(k)}
     if not str(active.get("q", "")).strip():
         active.pop("q", None)
-    glance = _glance(version, now)
+    glance = _glance(version, now, scope)
     if not active:
         return Matching(glance["total"])
     if list(active) == ["status"] and active["status"] in (
@@ -279,13 +324,14 @@ def endpoint_matching(*, filters: dict, version: int | None = None) -> Matching:
         return Matching(glance["no_application"])
     where = {k: filters.get(k) for k in ("q", "match", "alias_match", "app", "sub", "status")}
     digest = hashlib.sha256(json.dumps(where, sort_keys=True, default=str).encode()).hexdigest()
-    key = f"{_window_key(version, now)}:matching:{digest[:32]}"
+    key = f"{_window_key(version, now, scope)}:matching:{digest[:32]}"
     matching = cache.get(key)
     if matching is None:
         # A search reads every row anyway: let SQLite scan the table in order rather than
         # seek a registration index and fetch rows one by one (~4x slower).
         seek = "q" not in active
-        qs = Endpoint.objects.filter(endpoint_filter_q(filters, now=now, seek=seek)).order_by()
+        qs = endpoints_in_scope(scope).filter(
+            endpoint_filter_q(filters, now=now, seek=seek)).order_by()
         # A search with few hits has to read every row on SQLite (no index finds "contains"),
         # so the ids come along; with many, reading stops early and a COUNT follows.
         ids = tuple(qs.values_list("id", flat=True)[:SMALL_RESULT + 1])
@@ -295,22 +341,23 @@ def endpoint_matching(*, filters: dict, version: int | None = None) -> Matching:
     return matching
 
 
-def _ordered_ids(ids: tuple[int, ...], sort: str, *, key: str) -> list[int]:
+def _ordered_ids(ids: tuple[int, ...], sort: str, *, scope: Scope, key: str) -> list[int]:
     """``ids`` in the order of ``sort``, cached under ``key``: one PRIMARY KEY read of the
     few matching rows, sorted by the database (its collation, not Python's)."""
     ordered = cache.get(key)
     if ordered is None:
-        ordered = list(Endpoint.objects.filter(id__in=ids).order_by(*endpoint_ordering(sort))
+        ordered = list(endpoints_in_scope(scope).filter(id__in=ids)
+                       .order_by(*endpoint_ordering(sort))
                        .values_list("id", flat=True))
         cache.set(key, ordered, COUNTS_SECONDS * 2)
     return ordered
 
 
 def endpoint_list(
-    *, filters: dict, sort: str, offset: int, limit: int, total: int | None = None,
-    version: int | None = None,
+    *, filters: dict, scope: Scope, sort: str, offset: int, limit: int,
+    total: int | None = None, version: int | None = None,
 ) -> tuple[list[Endpoint], int]:
-    """One page of cached endpoints and the number matching ``filters``.
+    """One page of the cached endpoints in ``scope`` and the number matching ``filters``.
 
     Rows carry only ENDPOINT_LIST_FIELDS (touching another field costs a query per row). The total
     comes from ``endpoint_matching`` (cached), unless it is given. When few rows match, the
@@ -322,20 +369,22 @@ def endpoint_list(
     offset, limit = max(0, int(offset)), max(0, int(limit))
     matching = None
     if total is None:
-        matching = endpoint_matching(filters=filters, version=version)
+        matching = endpoint_matching(filters=filters, scope=scope, version=version)
         total = matching.count
     if not total or offset >= total or not limit:
         return [], total
     if matching and matching.ids is not None:
         sort = _canonical_sort(sort)
-        ordered = _ordered_ids(matching.ids, sort, key=f"{matching.key}:order:{sort}")
+        ordered = _ordered_ids(matching.ids, sort, scope=scope,
+                               key=f"{matching.key}:order:{sort}")
         page_ids = ordered[offset:offset + limit]
-        found = Endpoint.objects.only(*ENDPOINT_LIST_FIELDS).in_bulk(page_ids)
+        found = endpoints_in_scope(scope).only(*ENDPOINT_LIST_FIELDS).in_bulk(page_ids)
         return [found[i] for i in page_ids if i in found], total
     # Many matches: walk the sort's index and stop after the page (a filter's own index
     # would make SQLite read and sort every match).
     seek = total < SMALL_RESULT
-    qs = Endpoint.objects.filter(endpoint_filter_q(filters, seek=seek)).only(*ENDPOINT_LIST_FIELDS)
+    qs = (endpoints_in_scope(scope).filter(endpoint_filter_q(filters, seek=seek))
+          .only(*ENDPOINT_LIST_FIELDS))
     terms = _order_terms(sort)
     size = min(limit, total - offset)
     if offset + size / 2 > total / 2:
@@ -347,35 +396,47 @@ def endpoint_list(
     return rows, total
 
 
-def endpoint_counts(*, filters: dict | None = None, version: int | None = None) -> dict[str, int]:
-    """The account at a glance: total, registered, not_registered, expiring (within five
-    minutes), no_application; plus ``matching`` (the rows ``filters`` selects) when filters
-    are given.
+def endpoint_counts(*, scope: Scope, filters: dict | None = None,
+                    version: int | None = None) -> dict[str, int]:
+    """The account as ``scope`` sees it, at a glance: total, registered, not_registered,
+    expiring (within five minutes), no_application; plus ``matching`` (the rows ``filters``
+    selects) when filters are given.
 
-    Cached for ``version`` (SyncState.data_version; read when not given) and the current
-    COUNTS_SECONDS window: the first request of a window counts, the others reuse it.
+    Cached per scope for ``version`` (SyncState.data_version; read when not given) and the
+    current COUNTS_SECONDS window: the first request of a window counts, the others reuse it.
     """
     version = _version(version)
-    counts = dict(_glance(version, timezone.now()))
+    counts = dict(_glance(version, timezone.now(), scope))
     if filters is not None:
-        counts["matching"] = endpoint_matching(filters=filters, version=version).count
+        counts["matching"] = endpoint_matching(filters=filters, scope=scope,
+                                               version=version).count
     return counts
 
 
-def sub_account_list(*, version: int | None = None) -> list[str]:
-    """The sub-account ids (SA_...) present in the cache, sorted; the main account is "".
-    Cached per cache version."""
+def sub_account_list(*, scope: Scope, version: int | None = None) -> list[str]:
+    """The sub-account ids (SA_...) in the cache that ``scope`` may see, sorted (the main
+    account, "", is not listed: ``scope.allows("")`` says whether it may be seen). Cached per
+    cache version."""
     key = _count_key(_version(version), "sub-accounts")
-    choices = cache.get(key)
-    if choices is None:
-        choices = list(
+    present = cache.get(key)
+    if present is None:
+        present = list(
             Endpoint.objects.exclude(sub_account="")
             .order_by("sub_account")
             .values_list("sub_account", flat=True)
             .distinct()
         )
-        cache.set(key, choices, CHOICES_SECONDS)
-    return choices
+        cache.set(key, present, CHOICES_SECONDS)
+    return [sub for sub in present if scope.allows(sub)]
+
+
+def sub_account_choices_for_create(*, scope: Scope) -> list[str]:
+    """Where ``scope`` may create an endpoint: "" (the main account) when allowed, then the
+    sub-accounts in the cache, or for a scoped user every sub-account of the scope."""
+    allowed = ([MAIN_ACCOUNT] if scope.allows(MAIN_ACCOUNT) else [])
+    if scope.everything:
+        return allowed + sub_account_list(scope=scope)
+    return allowed + [sub for sub in scope.ordered() if sub != MAIN_ACCOUNT]
 
 
 AUDIT_ACTIONS = (
@@ -385,6 +446,8 @@ AUDIT_ACTIONS = (
     "attach_application",
     "detach_application",
     "delete",
+    "scope_change",
+    "sub_account_name",
 )
 
 
@@ -415,9 +478,17 @@ AUDIT_COLUMNS = ("id", "at", "username", "action", "endpoint_id", "endpoint_user
                  "changes", "outcome", "message")
 
 
-def audit_list(*, filters: dict, offset: int, limit: int) -> tuple[list[AuditEvent], int]:
-    """A page of audit events, newest first, and how many match ``filters``."""
-    qs = AuditEvent.objects.filter(audit_filter_q(filters))
+def audit_in_scope(scope: Scope):
+    """The audit events ``scope`` may see: those about its endpoints. Events whose endpoint's
+    sub-account is unknown (NULL), and events about staff, only an unscoped reader sees."""
+    return AuditEvent.objects.filter(scope.q())
+
+
+def audit_list(*, filters: dict, scope: Scope, offset: int, limit: int,
+               ) -> tuple[list[AuditEvent], int]:
+    """A page of the audit events ``scope`` may see, newest first, and how many match
+    ``filters``."""
+    qs = audit_in_scope(scope).filter(audit_filter_q(filters))
     total = qs.count()
     offset, limit = max(0, int(offset)), max(0, int(limit))
     if not total or offset >= total or not limit:
@@ -425,10 +496,11 @@ def audit_list(*, filters: dict, offset: int, limit: int) -> tuple[list[AuditEve
     return list(qs.only(*AUDIT_COLUMNS).order_by("-at", "-id")[offset:offset + limit]), total
 
 
-def audit_list_for_endpoint(endpoint_id: str, limit: int = 50) -> list[AuditEvent]:
+def audit_list_for_endpoint(*, endpoint_id: str, scope: Scope, limit: int = 50,
+                            ) -> list[AuditEvent]:
     """The latest ``limit`` audit events about one endpoint, newest first."""
     return list(
-        AuditEvent.objects.filter(endpoint_id=endpoint_id)
+        audit_in_scope(scope).filter(endpoint_id=endpoint_id)
         .only(*AUDIT_COLUMNS)
         .order_by("-at", "-id")[:limit]
     )

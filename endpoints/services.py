@@ -12,11 +12,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from django.core.cache import cache
 from django.views.decorators.debug import sensitive_variables
 
 from . import vobiz
 from .cache import endpoint_cache_drop, endpoint_cache_put
-from .models import AuditEvent, Endpoint, UserPreference
+from .models import AuditEvent, Endpoint, StaffScope, SubAccount, UserPreference
+from .scopes import MAIN_ACCOUNT_LABEL, Scope
+from .selectors import SUB_ACCOUNT_NAMES_KEY
 from .vobiz import (
     EDITABLE_PERMISSIONS,
     PERMISSION_LABELS,
@@ -33,6 +36,14 @@ class WriteNotApplied(VobizError):
     """Vobiz accepted a write, but re-reading the endpoint shows it did not take effect."""
 
 
+class OutOfScope(VobizNotFound):
+    """The endpoint is outside the user's sub-account scope. To the user it does not exist:
+    views answer it exactly as they answer an endpoint Vobiz does not have (404)."""
+
+    def __init__(self):
+        super().__init__("This endpoint no longer exists at Vobiz.", status=404)
+
+
 class EditConflict(VobizError):
     """The endpoint changed at Vobiz after the user opened the form; ``changes`` lists
     field -> (value the user saw, value Vobiz has now) for the fields the user edited."""
@@ -46,13 +57,15 @@ class EditConflict(VobizError):
 
 
 def _audit(*, user, action: str, endpoint_id: str = "", endpoint_username: str = "",
-           changes: dict | None = None, outcome: str, message: str = "") -> AuditEvent:
+           sub_account: str | None = None, changes: dict | None = None, outcome: str,
+           message: str = "") -> AuditEvent:
     return AuditEvent.objects.create(
         user=user if getattr(user, "is_authenticated", False) else None,
         username=getattr(user, "username", "") or "",
         action=action,
         endpoint_id=endpoint_id,
         endpoint_username=endpoint_username[:255],
+        sub_account=sub_account,
         changes=changes or {},
         outcome=outcome,
         message=message[:2000],
@@ -76,8 +89,14 @@ class AuditRecord:
 
     endpoint_id: str = ""
     label: str = ""  # the endpoint's username as best known
+    sub_account: str | None = None  # the endpoint's, as best known (None: not known)
     changes: dict = field(default_factory=dict)  # field -> [old, new]
     message: str = ""
+
+    def learn(self, remote: RemoteEndpoint) -> None:
+        """What a live read told us about the endpoint."""
+        self.label = remote.username
+        self.sub_account = remote.sub_account
 
 
 @contextmanager
@@ -92,6 +111,7 @@ def _audited(*, user, action: str, client, endpoint_id: str = "",
     cached = Endpoint.objects.filter(endpoint_id=endpoint_id).first() if endpoint_id else None
     record = AuditRecord(endpoint_id=endpoint_id,
                          label=cached.username if cached else endpoint_id,
+                         sub_account=cached.sub_account if cached else None,
                          changes=dict(changes or {}))
     try:
         yield record
@@ -99,35 +119,42 @@ def _audited(*, user, action: str, client, endpoint_id: str = "",
         if exc.uncertain and record.endpoint_id:
             _reread_quietly(client, record.endpoint_id)
         _audit(user=user, action=action, endpoint_id=record.endpoint_id,
-               endpoint_username=record.label, changes=record.changes,
+               endpoint_username=record.label, sub_account=record.sub_account,
+               changes=record.changes,
                outcome=(AuditEvent.Outcome.UNCERTAIN if exc.uncertain
                         else AuditEvent.Outcome.FAILED),
                message=exc.message)
         raise
     _audit(user=user, action=action, endpoint_id=record.endpoint_id,
-           endpoint_username=record.label, changes=record.changes,
-           outcome=AuditEvent.Outcome.DONE, message=record.message)
+           endpoint_username=record.label, sub_account=record.sub_account,
+           changes=record.changes, outcome=AuditEvent.Outcome.DONE, message=record.message)
 
 
 # --- reads --------------------------------------------------------------------------------
 
 
-def endpoint_fetch(*, endpoint_id: str, client: vobiz.VobizClient | None = None) -> Endpoint:
+def endpoint_fetch(*, endpoint_id: str, scope: Scope,
+                   client: vobiz.VobizClient | None = None) -> Endpoint:
     """Read one endpoint live from Vobiz and refresh its cache row.
 
-    Raises VobizNotFound (and drops the cache row) if Vobiz no longer has it, or another
-    VobizError when Vobiz cannot answer (the cache row is left as it was).
+    Raises VobizNotFound (and drops the cache row) if Vobiz no longer has it, OutOfScope
+    (a VobizNotFound) if it is outside ``scope``, or another VobizError when Vobiz cannot
+    answer (the cache row is left as it was).
     """
     client = client or vobiz.get_client()
-    return endpoint_cache_put(_current(client, endpoint_id))
+    return endpoint_cache_put(_current(client, endpoint_id, scope))
 
 
-def _current(client, endpoint_id: str) -> RemoteEndpoint:
+def _current(client, endpoint_id: str, scope: Scope) -> RemoteEndpoint:
+    """The endpoint as Vobiz has it now, if ``scope`` may see it."""
     try:
-        return client.get_endpoint(endpoint_id)
+        remote = client.get_endpoint(endpoint_id)
     except VobizNotFound:
         endpoint_cache_drop(endpoint_id)
         raise
+    if not scope.allows(remote.sub_account):
+        raise OutOfScope()
+    return remote
 
 
 # --- writes -------------------------------------------------------------------------------
@@ -187,7 +214,8 @@ def _not_kept(body: dict, stored: RemoteEndpoint) -> list[str]:
 
 
 @sensitive_variables()  # ``data`` and ``body`` hold the SIP password
-def endpoint_create(*, user, data: dict, client: vobiz.VobizClient | None = None) -> CreateOutcome:
+def endpoint_create(*, user, data: dict, scope: Scope,
+                    client: vobiz.VobizClient | None = None) -> CreateOutcome:
     """Create an endpoint at Vobiz (never retried), then GET it to learn what Vobiz stored.
 
     ``data`` holds username, password, alias, application (app id or ""), the seven
@@ -198,10 +226,13 @@ def endpoint_create(*, user, data: dict, client: vobiz.VobizClient | None = None
     """
     client = client or vobiz.get_client()
     typed = data["username"]
+    if not scope.allows(data.get("sub_account") or ""):
+        raise OutOfScope()  # the form offers only the scope's sub-accounts
     body = _create_body(data)
     summary = {k: [None, v] for k, v in body.items() if k != "password"}
     with _audited(user=user, action="create", client=client, changes=summary) as record:
         record.label = typed
+        record.sub_account = data.get("sub_account") or ""
         created = client.create_endpoint(body)
         record.endpoint_id = created.endpoint_id
         unverified, not_kept = "", []
@@ -220,6 +251,7 @@ def endpoint_create(*, user, data: dict, client: vobiz.VobizClient | None = None
             endpoint = endpoint_cache_put(stored)
             not_kept = _not_kept(body, stored)
         record.label = endpoint.username
+        record.sub_account = endpoint.sub_account
         record.changes["username"] = [None, endpoint.username]
         notes = [f"Vobiz stored the username as {endpoint.username} (typed {typed})."
                  if endpoint.username != typed else "", unverified,
@@ -256,6 +288,7 @@ def endpoint_update(
     user,
     endpoint_id: str,
     changes: dict,
+    scope: Scope,
     seen: dict | None = None,
     action: str = "update",
     client: vobiz.VobizClient | None = None,
@@ -271,8 +304,8 @@ def endpoint_update(
     changes = {k: v for k, v in changes.items() if k in EDITABLE_FIELDS}
     with _audited(user=user, action=action, client=client, endpoint_id=endpoint_id,
                   changes={k: [None, v] for k, v in changes.items()}) as record:
-        current = _current(client, endpoint_id)
-        record.label = current.username
+        current = _current(client, endpoint_id, scope)
+        record.learn(current)
         if seen:
             moved = {
                 name: (seen[name], _remote_value(current, name))
@@ -313,15 +346,16 @@ class PasswordResetOutcome:
 
 @sensitive_variables()  # ``password``
 def endpoint_password_reset(
-    *, user, endpoint_id: str, password: str, client: vobiz.VobizClient | None = None
+    *, user, endpoint_id: str, password: str, scope: Scope,
+    client: vobiz.VobizClient | None = None,
 ) -> PasswordResetOutcome:
     """Set a new SIP password. Active registrations drop at Vobiz; the outcome lists them."""
     client = client or vobiz.get_client()
     signed_out = []
     with _audited(user=user, action="password_reset", client=client, endpoint_id=endpoint_id,
                   changes={"password": ["(hidden)", "(changed)"]}) as record:
-        before = _current(client, endpoint_id)
-        record.label = before.username
+        before = _current(client, endpoint_id, scope)
+        record.learn(before)
         if before.registration and before.is_registered:
             signed_out.append(before.registration)
         client.update_endpoint(endpoint_id, {"password": password})
@@ -332,7 +366,8 @@ def endpoint_password_reset(
 
 
 def endpoint_application_set(
-    *, user, endpoint_id: str, app_id: str, client: vobiz.VobizClient | None = None
+    *, user, endpoint_id: str, app_id: str, scope: Scope,
+    client: vobiz.VobizClient | None = None,
 ) -> Endpoint:
     """Attach (``app_id``) or detach (``""``) the call-routing application.
 
@@ -345,8 +380,8 @@ def endpoint_application_set(
     with _audited(user=user, action=action, client=client, endpoint_id=endpoint_id,
                   changes={"application": [cached.app_id if cached else None,
                                            app_id or None]}) as record:
-        before = _current(client, endpoint_id)
-        record.label = before.username
+        before = _current(client, endpoint_id, scope)
+        record.learn(before)
         record.changes = {"application": [before.app_id or None, app_id or None]}
         if before.app_id == app_id:
             return endpoint_cache_put(before)
@@ -365,9 +400,17 @@ def endpoint_application_set(
     return endpoint
 
 
-def endpoint_delete(*, user, endpoint_id: str, client: vobiz.VobizClient | None = None) -> None:
-    """Delete at Vobiz, then from the cache. A 404 means it is already gone: success."""
+def endpoint_delete(*, user, endpoint_id: str, scope: Scope,
+                    client: vobiz.VobizClient | None = None) -> None:
+    """Delete at Vobiz, then from the cache. A 404 means it is already gone: success.
+
+    Vobiz's DELETE needs no read first, so a scoped user's scope is checked on the cached
+    row: an endpoint the cache does not have, or has outside ``scope``, is OutOfScope."""
     client = client or vobiz.get_client()
+    if not scope.everything:
+        cached = Endpoint.objects.filter(endpoint_id=endpoint_id).first()
+        if cached is None or not scope.allows(cached.sub_account):
+            raise OutOfScope()
     with _audited(user=user, action="delete", client=client, endpoint_id=endpoint_id) as record:
         try:
             client.delete_endpoint(endpoint_id)
@@ -382,3 +425,54 @@ def endpoint_delete(*, user, endpoint_id: str, client: vobiz.VobizClient | None 
 def user_page_size_set(*, user, page_size: int) -> None:
     """Remember the list's page size for ``user`` (across browsers)."""
     UserPreference.objects.update_or_create(user=user, defaults={"page_size": page_size})
+
+
+# --- staff scopes -------------------------------------------------------------------------
+
+
+def _scope_text(all_endpoints: bool, sub_accounts: list[str]) -> str:
+    if all_endpoints:
+        return "all endpoints"
+    if not sub_accounts:
+        return "nothing"
+    return ", ".join(MAIN_ACCOUNT_LABEL if s == "" else s
+                     for s in sorted(sub_accounts, key=lambda s: (s != "", s)))
+
+
+def staff_scope_set(*, actor, user, all_endpoints: bool, sub_accounts: list[str]) -> bool:
+    """Give ``user`` a scope (everything, or these sub-account ids, "" being the main
+    account) and audit the change. Returns False when nothing changed. The user's next
+    request sees the new scope (scopes are read afresh on every request)."""
+    sub_accounts = sorted({str(s) for s in sub_accounts}) if not all_endpoints else []
+    row = StaffScope.objects.filter(user=user).first()
+    before = (True, []) if row is None else (row.all_endpoints, sorted(row.sub_accounts or []))
+    after = (all_endpoints, sub_accounts)
+    if before == after:
+        return False
+    StaffScope.objects.update_or_create(user=user, defaults={
+        "all_endpoints": all_endpoints, "sub_accounts": sub_accounts})
+    _audit(user=actor, action="scope_change", outcome=AuditEvent.Outcome.DONE,
+           changes={"scope": [_scope_text(*before), _scope_text(*after)]},
+           message=f"Scope of {user.get_username()}: {_scope_text(*before)} -> "
+                   f"{_scope_text(*after)}.")
+    return True
+
+
+def sub_account_name_set(*, actor, sub_account: str, name: str) -> bool:
+    """Give a sub-account a local display name ("" removes it) and audit it. Returns False
+    when nothing changed."""
+    name = name.strip()
+    row = SubAccount.objects.filter(sub_account=sub_account).first()
+    before = row.name if row else ""
+    if before == name:
+        return False
+    if name:
+        SubAccount.objects.update_or_create(sub_account=sub_account, defaults={"name": name})
+    elif row:
+        row.delete()
+    cache.delete(SUB_ACCOUNT_NAMES_KEY)
+    _audit(user=actor, action="sub_account_name", outcome=AuditEvent.Outcome.DONE,
+           sub_account=sub_account, changes={"name": [before or None, name or None]},
+           message=f"Sub-account {sub_account} named {name!r}." if name
+           else f"Sub-account {sub_account} no longer has a name.")
+    return True

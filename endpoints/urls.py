@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from .views import browse, manage
+from .views import browse, manage, staff
 
 
 class EndpointIdConverter:
@@ -26,6 +26,9 @@ urlpatterns = [
     path("sync/", browse.sync_start, name="sync"),
     path("sync/status/", browse.sync_status, name="sync_status"),
     path("audit/", browse.audit_list, name="audit"),
+    path("staff/", staff.staff_list, name="staff"),
+    path("staff/<int:user_id>/scope/", staff.staff_scope_edit, name="staff_scope"),
+    path("staff/sub-accounts/", staff.sub_account_name_edit, name="sub_account_name"),
     path("endpoints/new/", manage.endpoint_create, name="create"),
     path("endpoints/<eid:endpoint_id>/", manage.endpoint_detail, name="detail"),
     path("endpoints/<eid:endpoint_id>/row/", browse.endpoint_list_row, name="row"),

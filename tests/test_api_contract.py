@@ -18,6 +18,7 @@ from django.views.debug import ExceptionReporter
 
 from endpoints import services, sync, vobiz
 from endpoints.models import Application, AuditEvent, Endpoint
+from endpoints.scopes import EVERYTHING
 from endpoints.vobiz import PERMISSIONS, VobizBadResponse
 
 PASSWORD = "Contract-Secret-77"
@@ -313,7 +314,7 @@ def test_a_debug_error_page_does_not_show_the_sip_password(sandbox, db, admin_us
                                                             settings):
     settings.DEBUG = True  # what a developer's error page shows
     try:  # an unexpected error deep in the call: the body cannot be encoded as JSON
-        services.endpoint_create(user=admin_user_role, data=_unencodable_create())
+        services.endpoint_create(scope=EVERYTHING, user=admin_user_role, data=_unencodable_create())
     except TypeError:
         reporter = ExceptionReporter(None, *sys.exc_info())
     else:

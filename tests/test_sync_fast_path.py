@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from endpoints import cache, services, sync
 from endpoints.models import Endpoint, SyncState
+from endpoints.scopes import EVERYTHING
 
 
 def _row(endpoint_id):
@@ -43,7 +44,7 @@ def test_sync_does_not_overwrite_a_row_written_after_it_started(sandbox, db):
         # The page with the old alias is fetched; before it is written, someone saves a new
         # alias through the dashboard (which re-reads the endpoint from Vobiz).
         sandbox.api("POST", f"Endpoint/{target}/", json={"alias": "Edited-Meanwhile"})
-        services.endpoint_fetch(endpoint_id=target)
+        services.endpoint_fetch(scope=EVERYTHING, endpoint_id=target)
 
     sandbox.api("POST", f"Endpoint/{target}/", json={"alias": "Seen-By-The-Sync"})
     sync.endpoint_sync_all(concurrency=1, progress=edit_meanwhile)
@@ -81,7 +82,7 @@ def test_sync_deletes_rows_gone_remotely_but_keeps_rows_added_during_the_walk(sa
             created = sandbox.api("POST", "Endpoint/", json={"username": "latecomer1",
                                                              "password": "longenough1"})
             new_id["id"] = created.json()["endpoint_id"]
-            services.endpoint_fetch(endpoint_id=new_id["id"])
+            services.endpoint_fetch(scope=EVERYTHING, endpoint_id=new_id["id"])
 
     result = sync.endpoint_sync_all(concurrency=1, progress=create_meanwhile)
 

@@ -135,7 +135,17 @@ def endpoint_url(name: str, endpoint_id: str) -> str:
     return _url_maker(name, (get_script_prefix(), get_urlconf()))(endpoint_id)
 
 
-def _cells(endpoint, zone) -> str:
+def _sub_account(sub_account: str, names) -> str:
+    if not sub_account:
+        return MAIN_ACCOUNT
+    name = names.get(sub_account) if names else None
+    if name:
+        return (f'<span class="sub-name">{_esc(name)}</span> '
+                f'<code class="sub-id">{_esc(sub_account)}</code>')
+    return f"<code>{_esc(sub_account)}</code>"
+
+
+def _cells(endpoint, zone, names=None) -> str:
     contact, agent = endpoint.sip_contact, endpoint.sip_user_agent
     if contact or agent:
         device = ((f'<code class="contact-uri">{_esc(contact)}</code>' if contact else "")
@@ -144,8 +154,7 @@ def _cells(endpoint, zone) -> str:
         device = NO_DEVICE
     application = (_esc(endpoint.app_name or endpoint.app_id) if endpoint.app_id
                    else NO_APPLICATION)
-    sub_account = (f"<code>{_esc(endpoint.sub_account)}</code>" if endpoint.sub_account
-                   else MAIN_ACCOUNT)
+    sub_account = _sub_account(endpoint.sub_account, names)
     return (f'<td class="status-cell">{_status(endpoint, zone)}</td>'
             f'<td class="contact">{device}</td>'
             f'<td class="expires">{_expiry(endpoint, zone)}</td>'
@@ -154,17 +163,30 @@ def _cells(endpoint, zone) -> str:
             f'<td class="updated">{_updated(endpoint.updated_at, zone)}</td>')
 
 
-@register.simple_tag
-def endpoint_cells(endpoint) -> SafeString:
+def endpoint_cells(endpoint, names: dict | None = None) -> SafeString:
     """The list row's read-only cells, from registration status to last update (also used
-    by the row while its alias is edited in place)."""
-    return mark_safe(_cells(endpoint, timezone.get_current_timezone()))  # noqa: S308
+    by the row while its alias is edited in place). ``names``: sub-account local names."""
+    return mark_safe(_cells(endpoint, timezone.get_current_timezone(), names))  # noqa: S308
 
 
-@register.simple_tag
-def endpoint_row(endpoint, can_edit: bool = False, refocus: bool = False) -> SafeString:
+@register.simple_tag(takes_context=True, name="endpoint_cells")
+def endpoint_cells_tag(context, endpoint) -> SafeString:
+    """``endpoint_cells`` with the context's ``sub_account_names``."""
+    return endpoint_cells(endpoint, context.get("sub_account_names"))
+
+
+@register.simple_tag(takes_context=True, name="endpoint_row")
+def endpoint_row_tag(context, endpoint, can_edit: bool = False,
+                     refocus: bool = False) -> SafeString:
+    """``endpoint_row`` with the context's ``sub_account_names``."""
+    return endpoint_row(endpoint, can_edit, refocus, names=context.get("sub_account_names"))
+
+
+def endpoint_row(endpoint, can_edit: bool = False, refocus: bool = False,
+                 names: dict | None = None) -> SafeString:
     """One row of the list (``list.html#row`` renders the row being edited itself).
-    ``refocus`` gives the Edit alias button focus when the row comes back from an edit."""
+    ``refocus`` gives the Edit alias button focus when the row comes back from an edit;
+    ``names`` maps sub-account ids to their local names."""
     endpoint_id, username = endpoint.endpoint_id, _esc(endpoint.username)
     alias = _esc(endpoint.alias) if endpoint.alias else NO_ALIAS
     where = (get_script_prefix(), get_urlconf())
@@ -179,7 +201,8 @@ def endpoint_row(endpoint, can_edit: bool = False, refocus: bool = False) -> Saf
         )
     return mark_safe(  # noqa: S308 - every value is escaped
         f'<tr id="ep-{_esc(endpoint_id)}">{_username_cell(endpoint, where)}'
-        f'<td class="alias">{alias}</td>{_cells(endpoint, timezone.get_current_timezone())}'
+        f'<td class="alias">{alias}</td>'
+        f'{_cells(endpoint, timezone.get_current_timezone(), names)}'
         f'<td class="row-actions">{action}</td></tr>'
     )
 

@@ -25,6 +25,7 @@ from ..filters import DEFAULT_PAGE_SIZE, PAGE_SIZES, AuditFilterForm, EndpointFi
 from ..forms import AliasForm
 from ..htmx import wants_fragment
 from ..models import SyncState
+from ..scopes import MAIN_ACCOUNT, request_scope
 from ..sync import sync_is_running, sync_start_background
 from ..vobiz import VobizError, VobizNotFound
 from .common import form_add_vobiz_error, page_number, pager, safe_next
@@ -88,21 +89,25 @@ def _headers(sort: str) -> list[dict]:
 
 def _list_context(request) -> dict:
     sync = selectors.sync_status_get()
+    scope = request_scope(request)
+    names = selectors.sub_account_names()
     form = EndpointFilterForm(
         request.GET,
         applications=selectors.application_list(version=sync.data_version),
-        sub_accounts=selectors.sub_account_list(version=sync.data_version),
+        sub_accounts=selectors.sub_account_list(scope=scope, version=sync.data_version),
+        main_account=scope.allows(MAIN_ACCOUNT),
+        sub_account_names=names,
     )
     filters = form.cleaned_filters()
     size = _page_size(request, form)
     sort = _sort(request.GET.get("sort", ""))
-    counts = selectors.endpoint_counts(filters=filters, version=sync.data_version)
+    counts = selectors.endpoint_counts(filters=filters, scope=scope, version=sync.data_version)
     total = counts["matching"]
     last_page = max(1, math.ceil(total / size))
     page = min(page_number(request.GET.get("page")), last_page)
     offset = (page - 1) * size
-    rows, total = selectors.endpoint_list(filters=filters, sort=sort, offset=offset, limit=size,
-                                          version=sync.data_version)
+    rows, total = selectors.endpoint_list(filters=filters, scope=scope, sort=sort, offset=offset,
+                                          limit=size, version=sync.data_version)
     return {
         "form": form,
         "filters": filters,
@@ -123,6 +128,8 @@ def _list_context(request) -> dict:
         "list_path": reverse("endpoints:list"),
         "sync": sync,
         "sync_polling": sync_is_running(sync),
+        "scope": scope,
+        "sub_account_names": names,
     }
 
 
@@ -231,8 +238,10 @@ def sync_status(request):
 # --- one row and the inline alias edit ----------------------------------------------------
 
 
-def _cached_or_404(endpoint_id: str):
-    endpoint = selectors.endpoint_get(endpoint_id=endpoint_id)
+def _cached_or_404(request, endpoint_id: str):
+    """The cached endpoint, if the user's scope may see it; else 404 (outside the scope is
+    the same as not there)."""
+    endpoint = selectors.endpoint_get(endpoint_id=endpoint_id, scope=request_scope(request))
     if endpoint is None:
         raise Http404("No such endpoint in the list.")
     return endpoint
@@ -246,7 +255,8 @@ def endpoint_list_row(request, endpoint_id):
     if not wants_fragment(request):
         return redirect("endpoints:list")
     return render(request, f"{LIST_TEMPLATE}#row_restored",
-                  {"endpoint": _cached_or_404(endpoint_id)})
+                  {"endpoint": _cached_or_404(request, endpoint_id),
+                   "sub_account_names": selectors.sub_account_names()})
 
 
 def _row_form(request, endpoint, form: AliasForm, *, status: int = 200, seen: str | None = None):
@@ -255,6 +265,7 @@ def _row_form(request, endpoint, form: AliasForm, *, status: int = 200, seen: st
         "alias_form": form,
         "seen_alias": endpoint.alias if seen is None else seen,
         "next": request.htmx.current_url_abs_path if request.htmx else "",
+        "sub_account_names": selectors.sub_account_names(),
     }
     return render(request, f"{LIST_TEMPLATE}#row_form", context, status=status)
 
@@ -265,7 +276,7 @@ def _row_form(request, endpoint, form: AliasForm, *, status: int = 200, seen: st
 def endpoint_alias_edit(request, endpoint_id):
     """Inline alias edit. GET: the row as a form. POST: validate, write through Vobiz, answer
     the updated row (200) or the form with the error and the typed value (422)."""
-    endpoint = _cached_or_404(endpoint_id)
+    endpoint = _cached_or_404(request, endpoint_id)
     fragment = wants_fragment(request)
     if request.method == "GET":
         if not fragment:
@@ -280,7 +291,8 @@ def endpoint_alias_edit(request, endpoint_id):
         messages.info(request, f"Alias of {endpoint.username} unchanged.")
         if not fragment:
             return redirect(back)
-        return render(request, f"{LIST_TEMPLATE}#row_saved", {"endpoint": endpoint})
+        return render(request, f"{LIST_TEMPLATE}#row_saved",
+                      {"endpoint": endpoint, "sub_account_names": selectors.sub_account_names()})
     if not form.is_valid():
         if not fragment:
             messages.error(request, f"Alias of {endpoint.username} not saved: "
@@ -295,6 +307,7 @@ def endpoint_alias_edit(request, endpoint_id):
             endpoint_id=endpoint_id,
             changes={"alias": alias},
             seen={"alias": form.cleaned_data["seen_alias"]},
+            scope=request_scope(request),
         )
     except services.EditConflict as exc:
         was, now = exc.changes.get("alias", (seen, ""))
@@ -314,13 +327,15 @@ def endpoint_alias_edit(request, endpoint_id):
         messages.success(request, f"Alias of {endpoint.username} saved.")
         if not fragment:
             return redirect(back)
-        return render(request, f"{LIST_TEMPLATE}#row_saved", {"endpoint": endpoint})
+        return render(request, f"{LIST_TEMPLATE}#row_saved",
+                      {"endpoint": endpoint, "sub_account_names": selectors.sub_account_names()})
 
     if not fragment:
         for error in form.errors.get("alias", []) + form.non_field_errors():
             messages.error(request, f"Alias of {endpoint.username} not saved: {error}")
         return redirect(back)
-    fresh = selectors.endpoint_get(endpoint_id=endpoint_id) or endpoint
+    scope = request_scope(request)
+    fresh = selectors.endpoint_get(endpoint_id=endpoint_id, scope=scope) or endpoint
     return _row_form(request, fresh, form, status=422, seen=seen)
 
 
@@ -336,12 +351,14 @@ def audit_list(request):
     filters = form.cleaned_filters()
     page = page_number(request.GET.get("page"))
     offset = (page - 1) * AUDIT_PAGE_SIZE
-    events, total = selectors.audit_list(filters=filters, offset=offset, limit=AUDIT_PAGE_SIZE)
+    scope = request_scope(request)
+    events, total = selectors.audit_list(filters=filters, scope=scope, offset=offset,
+                                         limit=AUDIT_PAGE_SIZE)
     last_page = max(1, math.ceil(total / AUDIT_PAGE_SIZE))
     if page > last_page:  # a stale or made-up page number: show the last page instead
         page = last_page
         offset = (page - 1) * AUDIT_PAGE_SIZE
-        events, total = selectors.audit_list(filters=filters, offset=offset,
+        events, total = selectors.audit_list(filters=filters, scope=scope, offset=offset,
                                              limit=AUDIT_PAGE_SIZE)
     context = {
         "form": form,

@@ -57,3 +57,4 @@ def form_add_vobiz_error(form, exc: VobizError, *, uncertain: str, failed_prefix
                 form.add_error(None, f"{name}: {message}")
     if not placed:
         form.add_error(None, failed_prefix + exc.message)
+

@@ -32,6 +32,7 @@ from ..forms import (
     PasswordResetForm,
 )
 from ..htmx import wants_fragment
+from ..scopes import request_scope, sub_account_label
 from ..vobiz import PERMISSION_LABELS, VobizError, VobizNotFound
 from .common import form_add_vobiz_error
 
@@ -75,11 +76,12 @@ def _load(request, endpoint_id: str) -> Loaded:
     """The endpoint as Vobiz has it now, else the cached copy with a notice, else an error
     page (404 when Vobiz says it is gone, 503 when Vobiz fails and nothing is cached)."""
     try:
-        return Loaded(endpoint=services.endpoint_fetch(endpoint_id=endpoint_id))
+        return Loaded(endpoint=services.endpoint_fetch(endpoint_id=endpoint_id,
+                                                                scope=request_scope(request)))
     except VobizNotFound:
         return Loaded(response=_gone(request, endpoint_id))
     except VobizError as exc:
-        cached = selectors.endpoint_get(endpoint_id=endpoint_id)
+        cached = _cached(request, endpoint_id)
         if cached is None:
             return Loaded(response=_problem_page(
                 request, status=503, title="Vobiz is unreachable",
@@ -94,8 +96,13 @@ def _load(request, endpoint_id: str) -> Loaded:
         )
 
 
+def _cached(request, endpoint_id: str):
+    """The cached endpoint if the user's scope may see it (outside it: as if not there)."""
+    return selectors.endpoint_get(endpoint_id=endpoint_id, scope=request_scope(request))
+
+
 def _cached_or_gone(request, endpoint_id: str):
-    endpoint = selectors.endpoint_get(endpoint_id=endpoint_id)
+    endpoint = _cached(request, endpoint_id)
     return endpoint, (None if endpoint else _gone(request, endpoint_id))
 
 
@@ -105,7 +112,8 @@ def _cached_or_gone(request, endpoint_id: str):
 def _audit_events(request, endpoint_id: str):
     if not request.user.has_perm(roles.VIEW_AUDIT):
         return None
-    return selectors.audit_list_for_endpoint(endpoint_id=endpoint_id, limit=50)
+    return selectors.audit_list_for_endpoint(endpoint_id=endpoint_id,
+                                            scope=request_scope(request), limit=50)
 
 
 def _detail_context(request, endpoint, *, notice: str = "", reveal: dict | None = None) -> dict:
@@ -117,6 +125,8 @@ def _detail_context(request, endpoint, *, notice: str = "", reveal: dict | None 
         "sip": display.sip_settings(endpoint),
         "permissions": display.permission_rows(endpoint),
         "vobiz_sip_registered": display.vobiz_sip_registered(endpoint),
+        "sub_account_label": sub_account_label(endpoint.sub_account,
+                                               selectors.sub_account_names()),
         "events": _audit_events(request, endpoint.endpoint_id),
         "reveal": reveal,
     }
@@ -188,14 +198,17 @@ def endpoint_create(request):
     """Create form; on success the endpoint page with the one-time password reveal (no
     redirect, no-store). A replayed POST (refresh, double submit) creates nothing."""
     applications = selectors.application_list()
+    scope = request_scope(request)
+    where = {"sub_accounts": selectors.sub_account_choices_for_create(scope=scope),
+             "sub_account_names": selectors.sub_account_names()}
+    if not where["sub_accounts"]:
+        return render(request, "endpoints/create.html", {"no_scope": True}, status=403)
     if request.method == "GET":
-        form = EndpointCreateForm(applications=applications,
-                                  sub_accounts=selectors.sub_account_list(),
+        form = EndpointCreateForm(applications=applications, **where,
                                   default_app_id=selectors.application_default_id_get())
         return _create_page(request, form, nonce=_issue_nonce(request))
 
-    form = EndpointCreateForm(request.POST, applications=applications,
-                              sub_accounts=selectors.sub_account_list())
+    form = EndpointCreateForm(request.POST, applications=applications, **where)
     nonce = request.POST.get("nonce", "")
     if not form.is_valid():
         form.note_password_not_kept()
@@ -206,7 +219,8 @@ def endpoint_create(request):
         return render(request, "endpoints/create.html", {"replayed": True}, status=409)
 
     try:
-        outcome = services.endpoint_create(user=request.user, data=form.service_data())
+        outcome = services.endpoint_create(user=request.user, data=form.service_data(),
+                                           scope=scope)
     except VobizError as exc:
         form_add_vobiz_error(form, exc, uncertain=UNCERTAIN_CREATE)
         form.note_password_not_kept()
@@ -267,11 +281,11 @@ def endpoint_edit(request, endpoint_id):
         return _after_write(request, endpoint_id)
     try:
         services.endpoint_update(user=request.user, endpoint_id=endpoint_id, changes=changes,
-                                 seen=form.seen())
+                                 seen=form.seen(), scope=request_scope(request))
     except VobizNotFound:
         return _gone(request, endpoint_id)
     except services.EditConflict as exc:
-        current = selectors.endpoint_get(endpoint_id=endpoint_id) or endpoint
+        current = _cached(request, endpoint_id) or endpoint
         fresh = EndpointEditForm(endpoint=current, domain=display.sip_domain())
         return _edit_response(request, current, fresh,
                               conflict={"message": exc.message,
@@ -281,7 +295,7 @@ def endpoint_edit(request, endpoint_id):
         data = request.POST.copy()
         if exc.uncertain:
             # The service re-read the endpoint: start the next attempt from what Vobiz has.
-            current = selectors.endpoint_get(endpoint_id=endpoint_id)
+            current = _cached(request, endpoint_id)
             if current is None:
                 return _gone(request, endpoint_id)
             data["seen_alias"] = current.alias
@@ -330,7 +344,8 @@ def endpoint_password(request, endpoint_id):
         return _password_page(request, endpoint, form)
     try:
         outcome = services.endpoint_password_reset(
-            user=request.user, endpoint_id=endpoint_id, password=form.cleaned_data["password"]
+            user=request.user, endpoint_id=endpoint_id, password=form.cleaned_data["password"],
+            scope=request_scope(request),
         )
     except VobizNotFound:
         return _gone(request, endpoint_id)
@@ -339,7 +354,7 @@ def endpoint_password(request, endpoint_id):
             f"{exc.message} The password may or may not have been changed; the endpoint was "
             "re-read. If devices cannot register, reset the password again."))
         form.note_password_not_kept()
-        endpoint = selectors.endpoint_get(endpoint_id=endpoint_id) or endpoint
+        endpoint = _cached(request, endpoint_id) or endpoint
         return _password_page(request, endpoint, form)
 
     signed_out = [display.device_label(r.user_agent, r.received, r.contact)
@@ -393,19 +408,19 @@ def endpoint_application(request, endpoint_id):
     before = endpoint.app_id
     try:
         updated = services.endpoint_application_set(
-            user=request.user, endpoint_id=endpoint_id, app_id=app_id
+            user=request.user, endpoint_id=endpoint_id, app_id=app_id, scope=request_scope(request)
         )
     except VobizNotFound:
         return _gone(request, endpoint_id)
     except services.WriteNotApplied as exc:
         messages.warning(request, f"Vobiz did not take the change. {exc.message}")
-        current = selectors.endpoint_get(endpoint_id=endpoint_id) or endpoint
+        current = _cached(request, endpoint_id) or endpoint
         return _application_page(request, current, form)
     except VobizError as exc:
         form_add_vobiz_error(form, exc, uncertain=(
             f"{exc.message} The application may or may not have been changed; the endpoint "
             "was re-read."))
-        current = selectors.endpoint_get(endpoint_id=endpoint_id) or endpoint
+        current = _cached(request, endpoint_id) or endpoint
         return _application_page(request, current, form)
 
     label = display.application_label(updated)
@@ -435,12 +450,13 @@ def endpoint_delete(request, endpoint_id):
             return loaded.response
         return _delete_page(request, loaded.endpoint, notice=loaded.notice)
 
-    endpoint = selectors.endpoint_get(endpoint_id=endpoint_id)
+    endpoint = _cached(request, endpoint_id)
     label = endpoint.username if endpoint else endpoint_id
     try:
-        services.endpoint_delete(user=request.user, endpoint_id=endpoint_id)
+        services.endpoint_delete(user=request.user, endpoint_id=endpoint_id,
+                                 scope=request_scope(request))
     except VobizError as exc:
-        current = selectors.endpoint_get(endpoint_id=endpoint_id)
+        current = _cached(request, endpoint_id)
         if current is None:
             return _gone(request, endpoint_id)
         error = exc.message

@@ -10,6 +10,7 @@ from playwright.sync_api import expect
 
 from endpoints import selectors
 from endpoints.models import Endpoint
+from endpoints.scopes import EVERYTHING
 
 pytestmark = pytest.mark.browser
 
@@ -25,7 +26,8 @@ def row_of(page, username):
 
 
 def names_in_db(filters, sort="username", limit=20):
-    found, _ = selectors.endpoint_list(filters=filters, sort=sort, offset=0, limit=limit)
+    found, _ = selectors.endpoint_list(scope=EVERYTHING,
+                                       filters=filters, sort=sort, offset=0, limit=limit)
     return [e.username for e in found]
 
 
