@@ -26,9 +26,11 @@ class SandboxControl:
         response.raise_for_status()
         return response.json() if response.content else None
 
-    def reset(self, endpoints=30, applications=4, seed=1, hostile=False, **extra):
+    def reset(self, endpoints=30, applications=4, seed=1, hostile=False, sub_accounts=0,
+              **extra):
         return self._call("POST", "reset", {"endpoints": endpoints, "applications": applications,
-                                            "seed": seed, "hostile": hostile, **extra})
+                                            "seed": seed, "hostile": hostile,
+                                            "sub_accounts": sub_accounts, **extra})
 
     def fault(self, **fault):
         return self._call("POST", "faults", fault)

@@ -27,14 +27,17 @@ ROUTES = [
     ("password", True, ("GET", "POST"), "reset_password", "reset_password"),
     ("application", True, ("GET", "POST"), "manage_application", "manage_application"),
     ("delete", True, ("GET", "POST"), "delete", "delete"),
+    ("staff", False, ("GET",), "staff", None),
+    ("staff_scope", "user", ("GET", "POST"), "staff", "staff"),
+    ("sub_account_name", False, ("POST",), None, "staff"),
 ]
 
 SUPPORT = {"view", "audit", "edit", "reset_password", "manage_application"}
 ROLE_CAN = {
     "norole": set(),
     "support": SUPPORT,
-    "admin": SUPPORT | {"create", "delete", "sync"},
-    "superuser": SUPPORT | {"create", "delete", "sync"},
+    "admin": SUPPORT | {"create", "delete", "sync", "staff"},
+    "superuser": SUPPORT | {"create", "delete", "sync", "staff"},
 }
 
 
@@ -46,6 +49,8 @@ def users(db, support_user, admin_user_role, superuser):
 
 
 def _url(name, with_id, endpoint_id):
+    if with_id == "user":  # a staff member's page: the first user's (any id will do)
+        return reverse(f"endpoints:{name}", args=[1])
     return reverse(f"endpoints:{name}", args=[endpoint_id] if with_id else [])
 
 

@@ -8,6 +8,7 @@ back to its default before the next test) and checks what an API client sees.
 import re
 
 import pytest
+import requests
 
 MINIMAL_KEYS = {
     "alias",
@@ -197,3 +198,17 @@ def test_ignore_on_create_answers_201_and_keeps_the_defaults(sandbox):
     stored = sandbox.api("GET", f"Endpoint/{created.json()['endpoint_id']}/").json()
     assert stored["allow_video"] is False and stored["allow_other_domains"] is False
     assert stored["allow_voice"] is False  # not listed: kept
+
+
+def test_reset_spreads_endpoints_over_the_asked_number_of_sub_accounts(sandbox):
+    sandbox.reset(endpoints=400, applications=3, sub_accounts=6)
+    objects = []
+    for offset in range(0, 400, 100):
+        objects += sandbox.api("GET", "Endpoint/", params={"limit": 100, "offset": offset}
+                               ).json()["objects"]
+    subs = {o["sub_account"] for o in objects if o["sub_account"]}
+    assert len(subs) == 6 and all(s.startswith("SA_") for s in subs)
+    in_subs = sum(1 for o in objects if o["sub_account"])
+    assert 0.2 * 400 < in_subs < 0.4 * 400  # about 30%, the rest in the main account
+    with pytest.raises(requests.HTTPError):
+        sandbox.reset(sub_accounts=-1)

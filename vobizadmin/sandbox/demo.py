@@ -276,8 +276,12 @@ def seed_account(
     hostile: bool,
     now: float,
     app_uri: str,
+    sub_accounts: int | None = None,
 ) -> None:
     """Fill an empty ``store``: applications first, then the hostile records, then endpoints.
+
+    About 30% of the endpoints belong to sub-accounts: ``sub_accounts`` of them when given,
+    else two or three.
 
     ``rng`` must be the state's generator freshly seeded from ``seed``; it is left advanced, and
     the state keeps drawing from it (new ids, username suffixes), so the order of draws here is
@@ -286,7 +290,8 @@ def seed_account(
     _seed_applications(store, rng, applications, app_uri)
     if hostile:
         _seed_hostile(store, seed, now, app_uri)
-    _seed_endpoints(store, rng, endpoints, now, seed=seed, hostile=hostile)
+    _seed_endpoints(store, rng, endpoints, now, seed=seed, hostile=hostile,
+                    sub_accounts=sub_accounts)
 
 
 def _seed_applications(store: Store, rng: random.Random, count: int, app_uri: str) -> None:
@@ -352,7 +357,8 @@ def _seed_hostile(store: Store, seed: Any, now: float, app_uri: str) -> None:
 
 
 def _seed_endpoints(
-    store: Store, rng: random.Random, count: int, now: float, *, seed: Any, hostile: bool
+    store: Store, rng: random.Random, count: int, now: float, *, seed: Any, hostile: bool,
+    sub_accounts: int | None = None,
 ) -> None:
     rand = rng.random
     choice = rng.choice
@@ -360,7 +366,9 @@ def _seed_endpoints(
     if hostile:
         app_ids = app_ids[:-1]  # the hostile app is only linked from the hostile endpoints
     n_apps = len(app_ids)
-    n_subs = 2 + int(rand() * 2)
+    n_subs = 2 + int(rand() * 2)  # drawn either way: the same seed gives the same data
+    if sub_accounts:
+        n_subs = sub_accounts
     subs = [
         "SA_" + "".join(choice("ABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(10))
         for _ in range(n_subs)

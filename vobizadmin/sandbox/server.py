@@ -427,6 +427,7 @@ class _Handler(BaseHTTPRequestHandler):
                         applications=body.get("applications"),
                         seed=body.get("seed"),
                         hostile=body.get("hostile"),
+                        sub_accounts=body.get("sub_accounts"),
                     ),
                 )
             elif route == "/_sandbox/config":
@@ -503,6 +504,7 @@ class SandboxServer:
         max_limit: int = 100,
         clock: Callable[[], datetime] | None = None,
         hostile: bool = False,
+        sub_accounts: int = 0,
         verbose: bool = False,
     ):
         self.auth_id = auth_id
@@ -514,6 +516,7 @@ class SandboxServer:
             applications=applications,
             seed=seed,
             hostile=hostile,
+            sub_accounts=sub_accounts,
             clock=clock,
             username_suffix=username_suffix,
             application_shape=application_shape,

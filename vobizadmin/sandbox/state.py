@@ -66,6 +66,7 @@ CONFIG_CHOICES: dict[str, tuple[Any, ...]] = {
     "object_shape": ("full", "minimal"),
     "strict_types": (False, True),
 }
+MAX_SUB_ACCOUNTS = 500
 CONFIG_RANGES: dict[str, tuple[int, int]] = {
     "max_limit": (1, MAX_LIMIT),
 }
@@ -140,6 +141,7 @@ class SandboxState:
         applications: int = 5,
         seed: Any = 1,
         hostile: bool = False,
+        sub_accounts: int = 0,
         clock: Callable[[], datetime] | None = None,
         **config: Any,
     ):
@@ -156,9 +158,11 @@ class SandboxState:
         self.seeded_applications = applications
         self.seed = seed
         self.hostile = hostile
+        self.sub_accounts = sub_accounts
         # Counts resets, so a request delayed across one can tell its data is gone.
         self.generation = 0
-        self.reset(endpoints=endpoints, applications=applications, seed=seed, hostile=hostile)
+        self.reset(endpoints=endpoints, applications=applications, seed=seed, hostile=hostile,
+                   sub_accounts=sub_accounts)
 
     # ----------------------------------------------------------------------------------- helpers
 
@@ -271,8 +275,10 @@ class SandboxState:
         applications: int | None = None,
         seed: Any = None,
         hostile: bool | None = None,
+        sub_accounts: int | None = None,
     ) -> dict[str, Any]:
-        """Replace all data with a deterministic seed; arguments left None keep their current value.
+        """Replace all data with a deterministic seed; arguments left None keep their current value
+        (``sub_accounts``: how many sub-accounts share ~30% of the endpoints; 0 = two or three).
 
         A request waiting in a delay fault when this happens is dropped unanswered when it wakes.
         Returns a summary. Raises ApiError(400) for out-of-range sizes.
@@ -282,7 +288,11 @@ class SandboxState:
             applications = self.seeded_applications if applications is None else applications
             seed = self.seed if seed is None else seed
             hostile = self.hostile if hostile is None else hostile
+            sub_accounts = self.sub_accounts if sub_accounts is None else sub_accounts
             errors = {}
+            if not isinstance(sub_accounts, int) or is_bool(sub_accounts) or not (
+                    0 <= sub_accounts <= MAX_SUB_ACCOUNTS):
+                errors["sub_accounts"] = f"Must be an integer from 0 to {MAX_SUB_ACCOUNTS}."
             if not isinstance(endpoints, int) or is_bool(endpoints):
                 errors["endpoints"] = "Must be an integer."
             elif not 0 <= endpoints <= MAX_SEED_ENDPOINTS:
@@ -301,6 +311,7 @@ class SandboxState:
             self.seeded_applications = applications
             self.seed = seed
             self.hostile = hostile
+            self.sub_accounts = sub_accounts
             self._store = Store()
             self.generation += 1
             self._plant_counter = 0
@@ -314,6 +325,7 @@ class SandboxState:
                 hostile=hostile,
                 now=self.now(),
                 app_uri=self._app_uri,
+                sub_accounts=sub_accounts,
             )
             return self.summary()
 

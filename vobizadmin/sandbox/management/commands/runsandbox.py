@@ -56,6 +56,10 @@ class Command(BaseCommand):
         parser.add_argument("--applications", type=int, default=8, help="applications to seed")
         parser.add_argument("--seed", type=int, default=1, help="seed for the demo data")
         parser.add_argument(
+            "--sub-accounts", type=int, default=0,
+            help="sub-accounts sharing ~30%% of the endpoints (default: two or three)",
+        )
+        parser.add_argument(
             "--auth-id", default=None, help="default: $VOBIZ_AUTH_ID or " + DEFAULT_AUTH_ID
         )
         parser.add_argument(
@@ -135,6 +139,7 @@ class Command(BaseCommand):
                 applications=options["applications"],
                 seed=options["seed"],
                 hostile=options["hostile"],
+                sub_accounts=options["sub_accounts"],
                 username_suffix=not options["no_username_suffix"],
                 application_shape=shape,
                 honour_application_on_update=options["honour_application_on_update"],
