@@ -27,12 +27,14 @@ ADMIN_PERMISSIONS = [*SUPPORT_PERMISSIONS, CREATE, DELETE, SYNC, MANAGE_STAFF]
 
 
 def role_name(user) -> str:
+    """The role a user's permissions amount to (read from the permissions Django already
+    loaded for the request's checks: no query of its own)."""
     if user.is_superuser:
         return "Superuser"
-    names = {g.name for g in user.groups.all()}
-    if ENDPOINT_ADMIN in names:
+    granted = user.get_all_permissions()
+    if set(ADMIN_PERMISSIONS) <= granted:
         return ENDPOINT_ADMIN
-    if SUPPORT in names:
+    if set(SUPPORT_PERMISSIONS) <= granted:
         return SUPPORT
     return "No role"
 

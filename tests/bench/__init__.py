@@ -41,6 +41,8 @@ AUTH_ID = "MA_SANDBOX01"
 AUTH_TOKEN = "sandbox-token"
 APPLICATIONS = 8
 SEED = 1
+# About 30% of the endpoints are spread over this many sub-accounts (the scoped list).
+SUB_ACCOUNTS = 50
 SQLITE_PATH = Path("/tmp/vobiz-bench.sqlite3")
 SQLITE_TEMPLATE = Path("/tmp/vobiz-bench-template.sqlite3")
 PG_SERVER = "postgres://postgres@127.0.0.1:5432"
@@ -214,7 +216,8 @@ class Sandbox:
 
     def reset(self, endpoints: int):
         return self.control("POST", "reset", {"endpoints": endpoints,
-                                              "applications": APPLICATIONS, "seed": SEED})
+                                              "applications": APPLICATIONS, "seed": SEED,
+                                              "sub_accounts": SUB_ACCOUNTS})
 
     def mutate(self, fraction: float):
         return self.control("POST", "mutate", {"fraction": fraction, "seed": 7})
@@ -476,10 +479,126 @@ def _median(values: list[float]) -> float:
     return round(statistics.median(values), 2) if values else float("nan")
 
 
+def _time_queries(client, admin_client, queries: list[Query], *, runs: int,
+                  hx: dict[str, str]) -> list[dict[str, Any]]:
+    """For each query: the fragment and the page as ``client`` gets them, and the admin
+    changelist doing the same query as ``admin_client`` (a superuser), round-robin so their
+    ratios share the noise; medians of ``runs`` after a warm-up, plus 3 cold fragments."""
+    from django.core.cache import cache
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def timed(who, url, headers):
+        started = time.perf_counter()
+        response = who.get(url, **headers)
+        ms = (time.perf_counter() - started) * 1000
+        return ms, response
+
+    def count_queries(who, url, headers):
+        with CaptureQueriesContext(connection) as ctx:
+            who.get(url, **headers)
+        return len(ctx.captured_queries)
+
+    results = []
+    for query in queries:
+        ours_url = "/" + _qs(query.ours)
+        admin_url = ("/admin/endpoints/endpoint/" + _qs(query.admin)
+                     if query.admin is not None else None)
+        series: dict[str, list[float]] = {"fragment": [], "page": [], "admin": []}
+        first: dict[str, float] = {}
+        info: dict[str, Any] = {}
+        for run in range(runs + 1):
+            plan = [("fragment", client, ours_url, hx), ("page", client, ours_url, {})]
+            if admin_url:
+                plan.append(("admin", admin_client, admin_url, {}))
+            for kind, who, url, headers in plan:
+                ms, response = timed(who, url, headers)
+                if run == 0:
+                    first[kind] = round(ms, 2)
+                    info[f"{kind}_status"] = response.status_code
+                    info[f"{kind}_bytes"] = len(response.content)
+                else:
+                    series[kind].append(ms)
+        cold = []
+        for _ in range(3):
+            cache.clear()
+            cold.append(timed(client, ours_url, hx)[0])
+        queries_used = {kind: count_queries(who, url, headers) for kind, who, url, headers in
+                        [("fragment", client, ours_url, hx), ("page", client, ours_url, {})]
+                        + ([("admin", admin_client, admin_url, {})] if admin_url else [])}
+        row = {
+            "query": query.name,
+            "ours_params": query.ours,
+            "admin_params": query.admin,
+            "note": query.note,
+            "fragment_ms": _median(series["fragment"]),
+            "page_ms": _median(series["page"]),
+            "admin_ms": _median(series["admin"]) if admin_url else None,
+            "first_ms": first,
+            "cold_fragment_ms": _median(cold),
+            "queries": queries_used,
+            **info,
+        }
+        if admin_url and row["fragment_ms"]:
+            row["ours_over_admin"] = round(row["fragment_ms"] / row["admin_ms"], 3)
+            row["admin_speedup"] = round(row["admin_ms"] / row["fragment_ms"], 1)
+            row["cold_admin_speedup"] = round(row["admin_ms"] / row["cold_fragment_ms"], 1)
+        results.append(row)
+    return results
+
+
+def measure_scoped(admin_client, *, runs: int, per_page: int, sample: dict[str, Any],
+                   hx: dict[str, str]) -> dict[str, Any]:
+    """The list as a scoped Endpoint admin sees it (one sub-account, two, the main account
+    only), next to the admin changelist filtered to the same sub-accounts."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.db.models import Count
+    from django.test import Client
+
+    from endpoints import roles
+    from endpoints.models import Endpoint, StaffScope
+
+    roles.ensure_roles()
+    biggest = list(Endpoint.objects.exclude(sub_account="").values("sub_account")
+                   .annotate(n=Count("id")).order_by("-n", "sub_account")
+                   .values_list("sub_account", flat=True)[:2])
+    if len(biggest) < 2:
+        return {}
+    scopes = {
+        "one sub-account": ([biggest[0]], {"sub_account": biggest[0]}),
+        "two sub-accounts": (biggest, {"sub_account__in": ",".join(biggest)}),
+        "main account only": ([""], {"sub_account": ""}),
+    }
+    out = {}
+    for label, (subs, admin_filter) in scopes.items():
+        user, _ = get_user_model().objects.get_or_create(username=f"bench-{len(out)}")
+        user.groups.add(Group.objects.get(name=roles.ENDPOINT_ADMIN))
+        StaffScope.objects.update_or_create(user=user, defaults={
+            "all_endpoints": False, "sub_accounts": subs})
+        client = Client()
+        client.force_login(user)
+        client.get("/", {"per_page": str(per_page)})
+        total = Endpoint.objects.filter(sub_account__in=subs).count()
+        last = max(1, math.ceil(total / per_page))
+        queries = [
+            Query("first page", {}, dict(admin_filter)),
+            Query("deep page (last)", {"page": str(last)}, {**admin_filter, "p": str(last)}),
+            Query(f"contains '{sample['common']}'", {"q": sample["common"]},
+                  {**admin_filter, "q": sample["common"]}),
+            Query("registered", {"status": "registered"},
+                  {**admin_filter, "sip_registered__exact": "1"}),
+            Query("sort -updated", {"sort": "-updated"}, {**admin_filter, "o": "-8"}),
+            Query("sort status", {"sort": "status"}, {**admin_filter, "o": "3"}),
+        ]
+        out[label] = {"sub_accounts": subs, "endpoints": total,
+                      "queries": _time_queries(client, admin_client, queries, runs=runs, hx=hx)}
+    return out
+
+
 def measure_browsing(sandbox: Sandbox, *, runs: int, per_page: int = 20) -> dict[str, Any]:
     """Time the list, its fragment and the admin changelist for each query (in-process)."""
     from django.contrib.auth import get_user_model
-    from django.core.cache import cache
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -510,51 +629,7 @@ def measure_browsing(sandbox: Sandbox, *, runs: int, per_page: int = 20) -> dict
         return len(ctx.captured_queries)
 
     calls_before = sandbox.calls()
-    results = []
-    for query in queries:
-        ours_url = "/" + _qs(query.ours)
-        admin_url = ("/admin/endpoints/endpoint/" + _qs(query.admin)
-                     if query.admin is not None else None)
-        series: dict[str, list[float]] = {"fragment": [], "page": [], "admin": []}
-        first: dict[str, float] = {}
-        info: dict[str, Any] = {}
-        for run in range(runs + 1):
-            plan = [("fragment", ours_url, hx), ("page", ours_url, {})]
-            if admin_url:
-                plan.append(("admin", admin_url, {}))
-            for kind, url, headers in plan:
-                ms, response = timed(url, headers)
-                if run == 0:
-                    first[kind] = round(ms, 2)
-                    info[f"{kind}_status"] = response.status_code
-                    info[f"{kind}_bytes"] = len(response.content)
-                else:
-                    series[kind].append(ms)
-        cold = []
-        for _ in range(3):
-            cache.clear()
-            cold.append(timed(ours_url, hx)[0])
-        queries_used = {kind: count_queries(url, headers) for kind, url, headers in
-                        [("fragment", ours_url, hx), ("page", ours_url, {})]
-                        + ([("admin", admin_url, {})] if admin_url else [])}
-        row = {
-            "query": query.name,
-            "ours_params": query.ours,
-            "admin_params": query.admin,
-            "note": query.note,
-            "fragment_ms": _median(series["fragment"]),
-            "page_ms": _median(series["page"]),
-            "admin_ms": _median(series["admin"]) if admin_url else None,
-            "first_ms": first,
-            "cold_fragment_ms": _median(cold),
-            "queries": queries_used,
-            **info,
-        }
-        if admin_url and row["fragment_ms"]:
-            row["ours_over_admin"] = round(row["fragment_ms"] / row["admin_ms"], 3)
-            row["admin_speedup"] = round(row["admin_ms"] / row["fragment_ms"], 1)
-            row["cold_admin_speedup"] = round(row["admin_ms"] / row["cold_fragment_ms"], 1)
-        results.append(row)
+    results = _time_queries(client, client, queries, runs=runs, hx=hx)
     browse_calls = sandbox.calls() - calls_before
 
     # Queries per request must not grow with the page size.
@@ -573,10 +648,12 @@ def measure_browsing(sandbox: Sandbox, *, runs: int, per_page: int = 20) -> dict
         detail_calls.append(sandbox.calls() - before)
         detail_ms.append(ms)
         detail_status = response.status_code
+    scoped = measure_scoped(client, runs=runs, per_page=per_page, sample=sample, hx=hx)
     return {
         "sample": sample,
         "per_page": per_page,
         "queries": results,
+        "scoped": scoped,
         "browse_vobiz_calls": browse_calls,
         "queries_by_page_size": per_page_queries,
         "detail": {"status": detail_status, "ms": _median(detail_ms[1:] or detail_ms),
@@ -759,6 +836,18 @@ def render_table(report: dict[str, Any]) -> str:
                     f"{row.get('page_bytes', 0):,} / {row.get('fragment_bytes', 0):,} | "
                     f"{q.get('page', '–')} / {q.get('fragment', '–')} / {q.get('admin', '–')} | "
                     f"– | – |")
+            for label, scoped in (browse.get("scoped") or {}).items():
+                for row in scoped["queries"]:
+                    ratio = (f"{row['admin_speedup']}x" if row.get("admin_speedup") else "–")
+                    q = row["queries"]
+                    lines.append(
+                        f"| {name} | {n} | scoped to {label} ({scoped['endpoints']:,}): "
+                        f"{row['query']} | fragment {_ms(row['fragment_ms'])} ms, page "
+                        f"{_ms(row['page_ms'])} ms | {_ms(row['cold_fragment_ms'])} ms | "
+                        f"admin {_ms(row['admin_ms'])} ms | {ratio} | "
+                        f"{row.get('page_bytes', 0):,} / {row.get('fragment_bytes', 0):,} | "
+                        f"{q.get('page', '–')} / {q.get('fragment', '–')} / "
+                        f"{q.get('admin', '–')} | – | – |")
             by_size = browse["queries_by_page_size"]
             lines.append(
                 f"| {name} | {n} | all browsing above (list, fragments, admin) | – | – | – | – | "
@@ -807,6 +896,8 @@ def evaluate_targets(report: dict[str, Any]) -> list[str]:
             ratio <= TARGET_DEEP_RATIO,
             f"{name} {n}: deep page <= {TARGET_DEEP_RATIO:.0f}x the first page "
             f"({deep['fragment_ms']:.1f} vs {first['fragment_ms']:.1f} ms = {ratio:.2f}x)"))
+        for label, scoped in (entry["browse"].get("scoped") or {}).items():
+            verdicts.extend(_list_verdicts(f"{name} {n} scoped to {label}", scoped["queries"]))
         full = entry["full"]
         verdicts.append(_verdict(
             full["seconds"] < TARGET_SYNC_S,
@@ -832,6 +923,28 @@ def evaluate_targets(report: dict[str, Any]) -> list[str]:
             detail["vobiz_calls"] == 1,
             f"{name} {n}: opening an endpoint made {detail['vobiz_calls']} Vobiz call(s)"))
     return verdicts
+
+
+def _list_verdicts(where: str, rows: list[dict[str, Any]]) -> list[str]:
+    """The list's three targets for one set of query rows."""
+    worst = max(rows, key=lambda r: r["fragment_ms"])
+    out = [_verdict(worst["fragment_ms"] < TARGET_FRAGMENT_MS,
+                    f"{where}: every fragment median < {TARGET_FRAGMENT_MS:.0f} ms "
+                    f"(slowest: {worst['query']} {worst['fragment_ms']:.1f} ms)")]
+    with_admin = [r for r in rows if r.get("admin_speedup")]
+    if with_admin:
+        least = min(with_admin, key=lambda r: r["admin_speedup"])
+        out.append(_verdict(least["admin_speedup"] >= TARGET_ADMIN_SPEEDUP,
+                            f"{where}: fragment >= {TARGET_ADMIN_SPEEDUP:.0f}x faster than the "
+                            f"admin (least: {least['query']} {least['admin_speedup']}x)"))
+    first = next(r for r in rows if r["query"] == "first page")
+    deep = next(r for r in rows if r["query"].startswith("deep page"))
+    ratio = deep["fragment_ms"] / first["fragment_ms"] if first["fragment_ms"] else 0
+    out.append(_verdict(ratio <= TARGET_DEEP_RATIO,
+                        f"{where}: deep page <= {TARGET_DEEP_RATIO:.0f}x the first page "
+                        f"({deep['fragment_ms']:.1f} vs {first['fragment_ms']:.1f} ms = "
+                        f"{ratio:.2f}x)"))
+    return out
 
 
 def _verdict(ok: bool, text: str) -> str:
