@@ -137,12 +137,14 @@ class SyncState(models.Model):
 
     class Status(models.TextChoices):
         NEVER = "never", "Never synced"
+        QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
         OK = "ok", "Succeeded"
         FAILED = "failed", "Failed"
 
     name = models.CharField(max_length=32, unique=True, default="endpoints")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEVER)
+    queued_at = models.DateTimeField(null=True, blank=True)  # handed to the task queue
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -189,6 +191,9 @@ class AuditEvent(models.Model):
     changes = models.JSONField(default=dict, blank=True)  # field -> [old, new]
     outcome = models.CharField(max_length=16, choices=Outcome.choices, db_index=True)
     message = models.TextField(blank=True)
+    # The bulk job this write was part of (one entry per endpoint, each linked to its job).
+    job = models.ForeignKey("Job", null=True, blank=True, on_delete=models.SET_NULL,
+                            related_name="audit_events")
 
     class Meta:
         ordering = ["-at", "-id"]
@@ -236,3 +241,117 @@ class SubAccount(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.sub_account})"
+
+
+class Job(models.Model):
+    """One bulk action over many endpoints, run by a worker (``endpoints.jobs``).
+
+    The per-endpoint state lives in JobItem rows, written before and after each Vobiz call:
+    a worker can die between any two lines and the next one carries on from them. The task
+    framework's own result is not the source of truth; this row is.
+    """
+
+    class Action(models.TextChoices):
+        SET_APPLICATION = "set_application", "Change application"
+        DETACH_APPLICATION = "detach_application", "Detach application"
+        SET_PERMISSIONS = "set_permissions", "Set voice / message / video"
+        RESET_PASSWORD = "reset_password", "Reset passwords"
+        DELETE = "delete", "Delete endpoints"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        PAUSED = "paused", "Paused"
+        CANCELLING = "cancelling", "Cancelling"
+        CANCELLED = "cancelled", "Cancelled"
+        DONE = "done", "Finished"
+
+    action = models.CharField(max_length=32, choices=Action.choices)
+    params = models.JSONField(default=dict, blank=True)  # e.g. {"app_id": ...}; never a secret
+    summary = models.CharField(max_length=300, blank=True)  # "Change application to Main IVR"
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="endpoint_jobs")
+    created_by_username = models.CharField(max_length=150, blank=True)
+    # The runner's scope when the job was made: None for all endpoints, else sub-account ids.
+    scope = models.JSONField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED,
+                              db_index=True)
+    pause_reason = models.CharField(max_length=300, blank=True)
+    # A 429's Retry-After: every thread of the job waits until then.
+    pause_until = models.DateTimeField(null=True, blank=True)
+    total = models.PositiveIntegerField(default=0)
+    concurrency = models.PositiveSmallIntegerField(default=4)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # The runner holding the job and its last sign of life: a runner whose heartbeat is
+    # older than JOB_STALE_AFTER is presumed dead and another may claim the job.
+    runner = models.CharField(max_length=64, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # New passwords of a bulk reset: handed over once, as a CSV, to the person who ran the
+    # job, until this time; then wiped (JobItem.secret).
+    credentials_until = models.DateTimeField(null=True, blank=True)
+    credentials_downloaded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"Job {self.pk}: {self.summary or self.action} ({self.status})"
+
+
+class JobItem(models.Model):
+    """One endpoint of a job and how it ended."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting"
+        RUNNING = "running", "In progress"
+        DONE = "done", "Done"
+        SKIPPED = "skipped", "Skipped"
+        FAILED = "failed", "Failed"
+        UNCERTAIN = "uncertain", "Uncertain"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="items")
+    position = models.PositiveIntegerField()
+    endpoint_id = models.CharField(max_length=32)
+    endpoint_username = models.CharField(max_length=255, blank=True)
+    sub_account = models.CharField(max_length=64, blank=True)
+    # What the preview saw (alias, application, permissions): the worker skips an endpoint
+    # that changed at Vobiz since.
+    before = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    message = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # Found in progress when its runner had died: the write may have been sent. It is re-read
+    # (and its result checked) before anything is sent again.
+    in_doubt = models.BooleanField(default=False)
+    # A bulk reset's new password, encrypted (endpoints.secrets) until it is handed over or
+    # the hand-over expires; then emptied.
+    secret = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [models.UniqueConstraint(fields=["job", "endpoint_id"],
+                                               name="job_item_endpoint")]
+        indexes = [models.Index(fields=["job", "state", "position"], name="job_item_state")]
+
+    def __str__(self):
+        return f"{self.job_id}/{self.endpoint_username or self.endpoint_id}: {self.state}"
+
+
+class Schedule(models.Model):
+    """A periodic task chain (``endpoints.periodic``): each run enqueues the next. ``token``
+    names the live chain, so that a chain started twice (two workers booting) runs once:
+    a run whose token is not the current one ends without doing anything."""
+
+    name = models.CharField(max_length=32, unique=True)
+    token = models.CharField(max_length=32)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.name}: next {self.next_run_at}"

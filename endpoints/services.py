@@ -58,8 +58,9 @@ class EditConflict(VobizError):
 
 def _audit(*, user, action: str, endpoint_id: str = "", endpoint_username: str = "",
            sub_account: str | None = None, changes: dict | None = None, outcome: str,
-           message: str = "") -> AuditEvent:
+           message: str = "", job=None) -> AuditEvent:
     return AuditEvent.objects.create(
+        job=job,
         user=user if getattr(user, "is_authenticated", False) else None,
         username=getattr(user, "username", "") or "",
         action=action,
@@ -101,7 +102,7 @@ class AuditRecord:
 
 @contextmanager
 def _audited(*, user, action: str, client, endpoint_id: str = "",
-             changes: dict | None = None) -> Iterator[AuditRecord]:
+             changes: dict | None = None, job=None) -> Iterator[AuditRecord]:
     """Run one write and audit it whatever happens.
 
     The body fills in the record. A VobizError is audited as failed, or as uncertain when the
@@ -123,11 +124,12 @@ def _audited(*, user, action: str, client, endpoint_id: str = "",
                changes=record.changes,
                outcome=(AuditEvent.Outcome.UNCERTAIN if exc.uncertain
                         else AuditEvent.Outcome.FAILED),
-               message=exc.message)
+               message=exc.message, job=job)
         raise
     _audit(user=user, action=action, endpoint_id=record.endpoint_id,
            endpoint_username=record.label, sub_account=record.sub_account,
-           changes=record.changes, outcome=AuditEvent.Outcome.DONE, message=record.message)
+           changes=record.changes, outcome=AuditEvent.Outcome.DONE, message=record.message,
+           job=job)
 
 
 # --- reads --------------------------------------------------------------------------------
@@ -291,6 +293,8 @@ def endpoint_update(
     scope: Scope,
     seen: dict | None = None,
     action: str = "update",
+    current: RemoteEndpoint | None = None,
+    job=None,
     client: vobiz.VobizClient | None = None,
 ) -> Endpoint:
     """Apply the editable fields in ``changes`` (alias and the three editable permissions).
@@ -298,13 +302,15 @@ def endpoint_update(
     ``seen`` holds the values the user's form started from; if Vobiz now has something else
     for a field the user edited, EditConflict is raised and nothing is sent. Fields the user
     did not change are never sent. Afterwards the endpoint is re-read and each sent field is
-    verified (WriteNotApplied if one did not take).
+    verified (WriteNotApplied if one did not take). ``current``: the endpoint as a caller
+    has just read it live, in scope (a bulk job), instead of reading it again; ``job``: the
+    bulk job the write belongs to (the audit entry links to it).
     """
     client = client or vobiz.get_client()
     changes = {k: v for k, v in changes.items() if k in EDITABLE_FIELDS}
     with _audited(user=user, action=action, client=client, endpoint_id=endpoint_id,
-                  changes={k: [None, v] for k, v in changes.items()}) as record:
-        current = _current(client, endpoint_id, scope)
+                  changes={k: [None, v] for k, v in changes.items()}, job=job) as record:
+        current = current or _current(client, endpoint_id, scope)
         record.learn(current)
         if seen:
             moved = {
@@ -347,14 +353,16 @@ class PasswordResetOutcome:
 @sensitive_variables()  # ``password``
 def endpoint_password_reset(
     *, user, endpoint_id: str, password: str, scope: Scope,
+    current: RemoteEndpoint | None = None, job=None,
     client: vobiz.VobizClient | None = None,
 ) -> PasswordResetOutcome:
-    """Set a new SIP password. Active registrations drop at Vobiz; the outcome lists them."""
+    """Set a new SIP password. Active registrations drop at Vobiz; the outcome lists them.
+    ``current`` and ``job`` as for endpoint_update."""
     client = client or vobiz.get_client()
     signed_out = []
     with _audited(user=user, action="password_reset", client=client, endpoint_id=endpoint_id,
-                  changes={"password": ["(hidden)", "(changed)"]}) as record:
-        before = _current(client, endpoint_id, scope)
+                  changes={"password": ["(hidden)", "(changed)"]}, job=job) as record:
+        before = current or _current(client, endpoint_id, scope)
         record.learn(before)
         if before.registration and before.is_registered:
             signed_out.append(before.registration)
@@ -367,20 +375,22 @@ def endpoint_password_reset(
 
 def endpoint_application_set(
     *, user, endpoint_id: str, app_id: str, scope: Scope,
+    current: RemoteEndpoint | None = None, job=None,
     client: vobiz.VobizClient | None = None,
 ) -> Endpoint:
     """Attach (``app_id``) or detach (``""``) the call-routing application.
 
     Sends both ``app_id`` and ``application`` (the docs and the live API disagree on which
     one counts), re-reads the endpoint and raises WriteNotApplied if the link did not change.
+    ``current`` and ``job`` as for endpoint_update.
     """
     client = client or vobiz.get_client()
     action = "attach_application" if app_id else "detach_application"
     cached = Endpoint.objects.filter(endpoint_id=endpoint_id).first()
     with _audited(user=user, action=action, client=client, endpoint_id=endpoint_id,
                   changes={"application": [cached.app_id if cached else None,
-                                           app_id or None]}) as record:
-        before = _current(client, endpoint_id, scope)
+                                           app_id or None]}, job=job) as record:
+        before = current or _current(client, endpoint_id, scope)
         record.learn(before)
         record.changes = {"application": [before.app_id or None, app_id or None]}
         if before.app_id == app_id:
@@ -401,17 +411,25 @@ def endpoint_application_set(
 
 
 def endpoint_delete(*, user, endpoint_id: str, scope: Scope,
+                    current: RemoteEndpoint | None = None, job=None,
                     client: vobiz.VobizClient | None = None) -> None:
     """Delete at Vobiz, then from the cache. A 404 means it is already gone: success.
 
     Vobiz's DELETE needs no read first, so a scoped user's scope is checked on the cached
-    row: an endpoint the cache does not have, or has outside ``scope``, is OutOfScope."""
+    row: an endpoint the cache does not have, or has outside ``scope``, is OutOfScope.
+    ``current``: the endpoint as a bulk job just read it live (its scope checked there);
+    ``job``: the job the delete belongs to."""
     client = client or vobiz.get_client()
-    if not scope.everything:
+    if current is not None and not scope.allows(current.sub_account):
+        raise OutOfScope()
+    if current is None and not scope.everything:
         cached = Endpoint.objects.filter(endpoint_id=endpoint_id).first()
         if cached is None or not scope.allows(cached.sub_account):
             raise OutOfScope()
-    with _audited(user=user, action="delete", client=client, endpoint_id=endpoint_id) as record:
+    with _audited(user=user, action="delete", client=client, endpoint_id=endpoint_id,
+                  job=job) as record:
+        if current is not None:
+            record.learn(current)
         try:
             client.delete_endpoint(endpoint_id)
         except VobizNotFound:

@@ -3,13 +3,13 @@
 Pages are fetched concurrently and written in batches by ``cache.EndpointWriter``; rows missing
 at Vobiz are deleted only after a complete walk that adds up. The ``SyncState`` row records
 what the last sync did and is also its lock, so only one sync runs at a time across processes.
-``sync_start_background`` is how the dashboard starts one without waiting for it.
+``sync_enqueue`` hands one to a worker (the task framework's); ``sync_run`` is what the
+worker runs.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -276,8 +276,50 @@ def sync_is_running(sync: SyncState) -> bool:
     return bool(heartbeat and heartbeat > timezone.now() - SYNC_STALE_AFTER)
 
 
-def _run_sync(username: str) -> None:
-    """The background sync: progress is written at most twice a second for the poller."""
+def sync_is_pending(sync: SyncState) -> bool:
+    """Queued for a worker, or running: the dashboard follows its progress."""
+    return sync.status == SyncState.Status.QUEUED or sync_is_running(sync)
+
+
+def worker_missing(queued_at) -> bool:
+    """Whether work queued at ``queued_at`` has waited so long that no worker is running."""
+    wait = timedelta(seconds=getattr(settings, "WORKER_MISSING_SECONDS", 30))
+    return bool(queued_at and queued_at < timezone.now() - wait)
+
+
+def sync_enqueue(*, triggered_by: str) -> bool:
+    """Queue a sync for a worker (the task framework's). False when one is running already.
+    The sync-state row says "queued" at once, so the dashboard can follow it from now."""
+    from .tasks import run_sync
+
+    SyncState.objects.get_or_create(name=SYNC_NAME)
+    now = timezone.now()
+    running = Q(status=SyncState.Status.RUNNING, heartbeat_at__gte=now - SYNC_STALE_AFTER)
+    queued = (SyncState.objects.filter(name=SYNC_NAME).exclude(running)
+              .exclude(status=SyncState.Status.QUEUED)
+              .update(status=SyncState.Status.QUEUED, queued_at=now,
+                      triggered_by=triggered_by[:150]))
+    if not queued and not SyncState.objects.filter(name=SYNC_NAME,
+                                                   status=SyncState.Status.QUEUED).exists():
+        return False
+    run_sync.enqueue(triggered_by[:150])
+    return True
+
+
+def sync_enqueue_if_due() -> bool:
+    """Queue the periodic sync when the last one ended more than VOBIZ_SYNC_INTERVAL ago
+    and none is queued or running."""
+    state = SyncState.objects.filter(name=SYNC_NAME).first()
+    interval = timedelta(seconds=getattr(settings, "VOBIZ_SYNC_INTERVAL", 60))
+    if state is not None and (sync_is_pending(state) or (
+            state.finished_at and state.finished_at > timezone.now() - interval)):
+        return False
+    return sync_enqueue(triggered_by="periodic")
+
+
+def sync_run(*, triggered_by: str) -> None:
+    """The sync as a worker runs it: progress written at most twice a second for the
+    dashboard, and any failure recorded on the sync state (never raised to the worker)."""
     last_touch = [0.0]
 
     def progress(pages: int, seen: int, total: int) -> None:
@@ -287,20 +329,8 @@ def _run_sync(username: str) -> None:
             sync_status_touch(pages=pages, total=total)
 
     try:
-        endpoint_sync_all(triggered_by=username, progress=progress)
+        endpoint_sync_all(triggered_by=triggered_by, progress=progress)
     except SyncAlreadyRunning:
-        logger.info("sync requested by %s: another sync is already running", username)
+        logger.info("sync requested by %s: another sync is already running", triggered_by)
     except VobizError as exc:  # recorded on the sync state; the list keeps the cache
-        logger.warning("sync requested by %s failed: %s", username, exc.message)
-    except Exception:
-        logger.exception("sync requested by %s crashed", username)
-    finally:
-        connection.close()
-
-
-def sync_start_background(*, username: str) -> threading.Thread:
-    """Start a sync in a daemon thread and return it (tests join it)."""
-    thread = threading.Thread(target=_run_sync, args=(username,), name="vobiz-sync",
-                              daemon=True)
-    thread.start()
-    return thread
+        logger.warning("sync requested by %s failed: %s", triggered_by, exc.message)

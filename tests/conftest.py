@@ -110,6 +110,22 @@ def retry_waits(monkeypatch):
     return waits
 
 
+@pytest.fixture
+def enqueued_tasks():
+    """The names of the tasks enqueued during the test, in order (the task framework's own
+    task_enqueued signal; with the suite's immediate backend each has also run)."""
+    from django_tasks.signals import task_enqueued
+
+    names: list[str] = []
+
+    def record(sender, task_result, **kwargs):
+        names.append(task_result.task.name)
+
+    task_enqueued.connect(record)
+    yield names
+    task_enqueued.disconnect(record)
+
+
 # When the tests that take the ``clock`` fixture run: a fixed instant, not the machine's.
 CLOCK_START = datetime(2026, 12, 3, 9, 0, 0, tzinfo=UTC)
 

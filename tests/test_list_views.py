@@ -2,7 +2,6 @@
 
 Vobiz is the sandbox over real HTTP; the list must never call it while browsing."""
 
-import threading
 from itertools import count
 
 import pytest
@@ -18,7 +17,6 @@ from hypothesis import strategies as st
 
 from endpoints import roles, services, sync
 from endpoints.models import AuditEvent, Endpoint, SyncState, UserPreference
-from endpoints.views import browse
 
 # Time stands still unless a test moves it (conftest's clock).
 pytestmark = pytest.mark.usefixtures("clock")
@@ -488,54 +486,33 @@ def test_alias_edit_needs_the_edit_permission(client, django_user_model, synced)
 # --- sync -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def sync_threads(monkeypatch):
-    started = []
-    real = browse.sync_start_background
-
-    def capture(*, username):
-        thread = real(username=username)
-        started.append(thread)
-        return thread
-
-    monkeypatch.setattr(browse, "sync_start_background", capture)
-    return started
-
-
-@pytest.mark.django_db(transaction=True)
-def test_admin_starts_a_sync_that_runs_in_the_background(client, admin_user_role, sandbox,
-                                                         sync_threads):
-    client.force_login(admin_user_role)
-    response = client.post(reverse("endpoints:sync"), **HX)
+def test_admin_queues_a_sync_for_a_worker_and_the_panel_follows_it(
+        admin, sandbox, db, enqueued_tasks):
+    response = admin.post(reverse("endpoints:sync"), **HX)
     assert response.status_code == 200
-    html = text(response)
-    assert 'hx-trigger="every 1s"' in html and "Syncing with Vobiz" in html
-    assert "?since=" in html
-    assert len(sync_threads) == 1
-    sync_threads[0].join(timeout=30)
+    assert enqueued_tasks == ["run_sync"]  # queued, and run by the suite's immediate backend
+    assert 'hx-trigger="every 1s"' in text(response)
     state = SyncState.objects.get(name="endpoints")
     assert state.status == "ok" and state.triggered_by == "ada"
     remote_total = sandbox.api("GET", "Endpoint/", params={"limit": 1}).json()["meta"][
         "total_count"]
     assert Endpoint.objects.count() == remote_total > 0
+    done = admin.get(reverse("endpoints:sync_status"), **HX)
+    assert "every 1s" not in text(done) and done["HX-Trigger"] == "endpoints-changed"
 
 
-@pytest.mark.django_db(transaction=True)
-def test_sync_without_htmx_redirects_back_with_a_message(client, admin_user_role, sandbox,
-                                                         sync_threads):
-    client.force_login(admin_user_role)
-    response = client.post(reverse("endpoints:sync"), {"next": "/?status=registered"})
+def test_sync_without_htmx_redirects_back_with_a_message(admin, sandbox, db):
+    response = admin.post(reverse("endpoints:sync"), {"next": "/?status=registered"})
     assert response.status_code == 302 and response["Location"] == "/?status=registered"
-    sync_threads[0].join(timeout=30)
-    assert "Sync with Vobiz started." in text(client.get(LIST))
+    assert "Sync with Vobiz queued." in text(admin.get(LIST))
 
 
-def test_support_cannot_start_a_sync(support, synced, sandbox, sync_threads):
+def test_support_cannot_start_a_sync(support, synced, sandbox, enqueued_tasks):
     before = SyncState.objects.get(name="endpoints").started_at
     sandbox.reset_stats()
     assert support.post(reverse("endpoints:sync"), **HX).status_code == 403
     assert support.post(reverse("endpoints:sync")).status_code == 403
-    assert sync_threads == []
+    assert enqueued_tasks == []
     assert SyncState.objects.get(name="endpoints").started_at == before
     assert sandbox.stats()["total"] == 0
     assert "Refresh from Vobiz" not in text(support.get(LIST))
@@ -545,12 +522,25 @@ def test_sync_start_is_post_only(admin, db):
     assert admin.get(reverse("endpoints:sync")).status_code == 405
 
 
-def test_a_second_sync_is_refused_while_one_runs(admin, db, sync_threads):
-    SyncState.objects.create(name="endpoints", status="running", started_at=timezone.now(),
-                             heartbeat_at=timezone.now())
+@pytest.mark.parametrize("status", ["running", "queued"])
+def test_a_second_sync_is_refused_while_one_runs_or_waits(admin, db, enqueued_tasks, status):
+    SyncState.objects.create(name="endpoints", status=status, started_at=timezone.now(),
+                             heartbeat_at=timezone.now(), queued_at=timezone.now())
     response = admin.post(reverse("endpoints:sync"), **HX)
     assert "A sync is already running." in text(response)
-    assert sync_threads == []
+    assert enqueued_tasks == []
+
+
+def test_a_queued_sync_no_worker_picked_up_says_so(support, db, clock):
+    SyncState.objects.create(name="endpoints", status="queued", queued_at=timezone.now())
+    html = text(support.get(reverse("endpoints:sync_status"), **HX))
+    assert "Sync queued: waiting for a worker" in html and 'hx-trigger="every 1s"' in html
+    assert "No worker is running" not in html
+    clock.shift(31)
+    html = text(support.get(reverse("endpoints:sync_status"), **HX))
+    assert "No worker is running: the sync is queued." in html
+    assert 'hx-trigger="every 1s"' in html  # it keeps waiting for one
+    assert "No worker is running: the sync is queued." in text(support.get(LIST))
 
 
 def test_sync_status_polls_while_running_and_shows_progress(support, db):
@@ -573,17 +563,11 @@ def test_sync_status_when_done_stops_polling_and_refreshes_the_table(admin, sync
     assert "Refresh from Vobiz" in html
 
 
-def test_sync_status_waits_for_a_sync_that_has_not_started_yet(admin, synced):
-    since = timezone.now().timestamp() + 1
-    html = text(admin.get(reverse("endpoints:sync_status"), {"since": f"{since:.3f}"}, **HX))
-    assert 'hx-trigger="every 1s"' in html
-
-
 def test_sync_status_failed_shows_the_notice(admin, synced, sandbox):
     sandbox.fault(path="/Endpoint/", status=503, times=20)
     with pytest.raises(services.VobizError):
         sync.endpoint_sync_all(triggered_by="tests")
-    html = text(admin.get(reverse("endpoints:sync_status"), {"since": "nan"}, **HX))
+    html = text(admin.get(reverse("endpoints:sync_status"), **HX))
     assert 'id="sync-notice" hx-swap-oob="true"' in html and "Vobiz unreachable" in html
 
 
@@ -591,25 +575,14 @@ def test_sync_status_without_htmx_redirects_to_the_list(support, db):
     assert support.get(reverse("endpoints:sync_status"))["Location"] == "/"
 
 
-def test_run_sync_records_a_vobiz_failure_and_closes_its_connection(
-    transactional_db, sandbox, monkeypatch
-):
+def test_a_queued_sync_that_fails_is_recorded_and_the_list_keeps_its_rows(admin, synced,
+                                                                        sandbox):
+    before = Endpoint.objects.count()
     sandbox.fault(path="/Endpoint/", status=503, times=20)
-    closed = []
-
-    class Recorder:
-        """Stands in for django.db.connection inside the worker thread."""
-
-        def close(self):
-            closed.append(threading.current_thread().name)
-            connection.close()
-
-    monkeypatch.setattr(sync, "connection", Recorder())
-    thread = threading.Thread(target=sync._run_sync, args=("ada",), name="worker")
-    thread.start()
-    thread.join(timeout=30)
-    assert SyncState.objects.get(name="endpoints").status == "failed"
-    assert closed == ["worker"]
+    admin.post(reverse("endpoints:sync"), **HX)  # the worker's failure is not the request's
+    state = SyncState.objects.get(name="endpoints")
+    assert state.status == "failed" and "HTTP 503" in state.last_error
+    assert Endpoint.objects.count() == before
 
 
 # --- audit ----------------------------------------------------------------------------------

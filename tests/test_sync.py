@@ -202,13 +202,6 @@ def test_sync_command_refuses_to_run_twice(sandbox, db, capsys):
     assert "Another sync is running" in capsys.readouterr().err
 
 
-@pytest.mark.django_db(transaction=True)  # the worker recycles DB connections between runs
-def test_sync_worker_keeps_syncing_every_interval(sandbox, capsys):
-    call_command("sync_endpoints", every=0.05, iterations=3)
-    assert capsys.readouterr().out.count("Synced 30 endpoints") == 3
-    assert sandbox.stats()["requests"]["GET /Application/"] == 3
-
-
 def test_a_sync_that_changes_the_cache_shows_in_the_list_counts_at_once(sandbox, db):
     from endpoints import selectors
 

@@ -43,6 +43,8 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "template_partials",
+    "django_tasks",
+    "django_tasks_db",
     "endpoints",
     "vobizadmin.sandbox",
 ]
@@ -197,6 +199,31 @@ if not DEBUG and (not VOBIZ_AUTH_ID or not VOBIZ_AUTH_TOKEN):
     )
 # With no credentials in a local run, `make run` starts the sandbox and passes its URL and
 # demo credentials in the environment; the dashboard itself never imports the sandbox.
+
+# --- background work ---------------------------------------------------------------------
+# Django's task framework (the django-tasks backport). The queue lives in the database and a
+# worker is `manage.py db_worker`; another backend (RQ on Redis, Celery) is a settings change
+# only: TASKS_BACKEND=dotted.path.to.Backend. "immediate" runs tasks inside the request (the
+# test suite's default; never for production: a request would wait for a whole sync).
+_TASK_BACKENDS = {
+    "database": "django_tasks_db.DatabaseBackend",
+    "immediate": "django_tasks.backends.immediate.ImmediateBackend",
+}
+_task_backend = env.str("TASKS_BACKEND", default="database")
+TASKS = {"default": {"BACKEND": _TASK_BACKENDS.get(_task_backend, _task_backend),
+                     "QUEUES": ["default"]}}
+# A sync every this many seconds, kept scheduled by the workers (endpoints.periodic).
+VOBIZ_SYNC_INTERVAL = env.int("VOBIZ_SYNC_INTERVAL", default=60)
+PERIODIC_TICK_SECONDS = env.float("PERIODIC_TICK_SECONDS", default=15)
+# Queued work no worker has picked up for this long: the dashboard says no worker runs.
+WORKER_MISSING_SECONDS = env.int("WORKER_MISSING_SECONDS", default=30)
+# Bulk jobs: endpoints in flight at once per job; a runner silent this long is presumed dead
+# and another carries on; this many failures in a row pause the job; a bulk reset's
+# passwords are kept (encrypted) this long for their one download.
+JOB_CONCURRENCY = env.int("JOB_CONCURRENCY", default=4)
+JOB_STALE_SECONDS = env.int("JOB_STALE_SECONDS", default=60)
+JOB_FAILURE_LIMIT = env.int("JOB_FAILURE_LIMIT", default=20)
+JOB_CREDENTIALS_SECONDS = env.int("JOB_CREDENTIALS_SECONDS", default=3600)
 
 # Error pages and error reports hide what views and services mark sensitive (SIP passwords)
 # in DEBUG too, not only in production.

@@ -10,7 +10,6 @@ line and the sync badge.
 from __future__ import annotations
 
 import math
-import time
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
@@ -26,16 +25,13 @@ from ..forms import AliasForm
 from ..htmx import wants_fragment
 from ..models import SyncState
 from ..scopes import MAIN_ACCOUNT, request_scope
-from ..sync import sync_is_running, sync_start_background
+from ..sync import sync_enqueue, sync_is_pending, worker_missing
 from ..vobiz import VobizError, VobizNotFound
 from .common import form_add_vobiz_error, page_number, pager, safe_next
 
 LIST_TEMPLATE = "endpoints/list.html"
 AUDIT_TEMPLATE = "endpoints/audit.html"
 AUDIT_PAGE_SIZE = 50
-# After a sync is started, how long the progress poll waits for the worker to claim the lock
-# before it believes the state row (a thread may take a moment to get going).
-SYNC_START_GRACE = 10.0
 # The list's columns: (sort key, header).
 LIST_HEADERS = [
     ("username", "Username"),
@@ -127,7 +123,9 @@ def _list_context(request) -> dict:
         "list_url": request.get_full_path(),
         "list_path": reverse("endpoints:list"),
         "sync": sync,
-        "sync_polling": sync_is_running(sync),
+        "sync_polling": sync_is_pending(sync),
+        "sync_no_worker": sync.status == SyncState.Status.QUEUED
+        and worker_missing(sync.queued_at),
         "scope": scope,
         "sub_account_names": names,
     }
@@ -150,40 +148,34 @@ def endpoint_list(request):
 # --- sync ---------------------------------------------------------------------------------
 
 
-def _sync_context(sync: SyncState, *, polling: bool, since: float | None = None,
-                  done: bool = False) -> dict:
+def _sync_context(sync: SyncState, *, polling: bool, done: bool = False) -> dict:
     pages_total = math.ceil(sync.total_remote / 100) if sync.total_remote else 0
     return {
         "sync": sync,
         "sync_polling": polling,
-        "sync_since": f"{since:.3f}" if since else "",
         "sync_done": done,
         "sync_pages_total": max(pages_total, sync.pages_fetched),
+        "sync_no_worker": sync.status == SyncState.Status.QUEUED
+        and worker_missing(sync.queued_at),
     }
 
 
 @require_POST
 @permission_required(roles.SYNC, raise_exception=True)
 def sync_start(request):
-    """Start a sync in the background. htmx: answer the progress panel, which polls
+    """Queue a sync for a worker. htmx: answer the progress panel, which polls
     ``sync_status``; otherwise redirect back (PRG) with a message."""
-    sync = selectors.sync_status_get()
-    since = None
-    if sync_is_running(sync):
+    if sync_is_pending(selectors.sync_status_get()):
         messages.warning(request, "A sync is already running.")
+    elif sync_enqueue(triggered_by=request.user.get_username()):
+        messages.info(request, "Sync with Vobiz queued. The list updates when it finishes.")
     else:
-        since = time.time()
-        messages.info(request, "Sync with Vobiz started. The list updates when it finishes.")
-    if wants_fragment(request):
-        response = render(request, f"{LIST_TEMPLATE}#sync_response",
-                          _sync_context(sync, polling=True, since=since))
-    else:
-        response = redirect(safe_next(request, reverse("endpoints:list")))
-    if since is not None:
-        # Started once the response is rendered, so this request's reads never contend with
-        # the worker's first writes (SQLite locks whole tables).
-        sync_start_background(username=request.user.get_username())
-    return response
+        messages.warning(request, "A sync is already running.")
+    if not wants_fragment(request):
+        return redirect(safe_next(request, reverse("endpoints:list")))
+    sync = selectors.sync_status_get()
+    return render(request, f"{LIST_TEMPLATE}#sync_response",
+                  _sync_context(sync, polling=True))
 
 
 def _report_sync_outcome(request, sync: SyncState) -> None:
@@ -203,33 +195,18 @@ def _report_sync_outcome(request, sync: SyncState) -> None:
 @vary_on_headers("HX-Request")
 @permission_required(roles.VIEW, raise_exception=True)
 def sync_status(request):
-    """The progress panel, polled every second while a sync runs. When the sync has finished
-    the panel stops polling, says how it went, and triggers ``endpoints-changed`` so the
-    table reloads; the badge and the stale-data notice are refreshed out of band."""
+    """The progress panel, polled every second while a sync is queued or runs (saying so
+    plainly when no worker has picked it up). When it has finished the panel stops polling,
+    says how it went, and triggers ``endpoints-changed`` so the table reloads; the badge and
+    the stale-data notice are refreshed out of band."""
     if not wants_fragment(request):
         return redirect("endpoints:list")
     sync = selectors.sync_status_get()
-    try:
-        since = float(request.GET.get("since", ""))
-    except ValueError:
-        since = None
-    if since is not None and not math.isfinite(since):
-        since = None
-    running = sync_is_running(sync)
-    starting = (
-        not running
-        and since is not None
-        and (sync.started_at is None or sync.started_at.timestamp() < since)
-        and time.time() - since < SYNC_START_GRACE
-    )
-    polling = running or starting
+    polling = sync_is_pending(sync)
     if not polling:
         _report_sync_outcome(request, sync)
-    response = render(
-        request,
-        f"{LIST_TEMPLATE}#sync_response",
-        _sync_context(sync, polling=polling, since=since, done=not polling),
-    )
+    response = render(request, f"{LIST_TEMPLATE}#sync_response",
+                      _sync_context(sync, polling=polling, done=not polling))
     if not polling:
         response["HX-Trigger"] = "endpoints-changed"
     return response

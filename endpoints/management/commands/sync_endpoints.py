@@ -1,60 +1,29 @@
-"""Sync Vobiz applications and endpoints into the local cache, once or as a worker."""
+"""Sync Vobiz applications and endpoints into the local cache, once, in this process.
 
-import signal
+The dashboard's own syncs (the periodic one and "Refresh from Vobiz") run on the task
+workers (`manage.py db_worker`); this command is for a first fill and for scripts."""
+
 import sys
 import time
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import close_old_connections
 
 from endpoints import sync
 from endpoints.vobiz import VobizError
 
 
 class Command(BaseCommand):
-    help = "Sync applications and endpoints from Vobiz into the local cache."
+    help = "Sync applications and endpoints from Vobiz into the local cache, once."
 
     def add_arguments(self, parser):
-        parser.add_argument(
-            "--every",
-            type=float,
-            metavar="SECONDS",
-            help="Keep running as a worker, starting a sync every SECONDS.",
-        )
-        parser.add_argument(
-            "--iterations", type=int, default=None, help="With --every: stop after N syncs."
-        )
         parser.add_argument(
             "--concurrency", type=int, default=None, help="Pages fetched at once (default 4)."
         )
 
-    def handle(self, *args, every=None, iterations=None, concurrency=None, **options):
-        if every is not None and every <= 0:
-            raise CommandError("--every must be a positive number of seconds.")
-        if every is None:
-            failure = self._sync_once(concurrency)
-            if failure:
-                raise CommandError(failure)
-            return
-        stop = {"now": False}
-
-        def request_stop(signum, frame):
-            stop["now"] = True
-
-        signal.signal(signal.SIGTERM, request_stop)
-        signal.signal(signal.SIGINT, request_stop)
-        self.stdout.write(f"Sync worker: every {every:g} s. Ctrl-C or SIGTERM stops it.")
-        runs = 0
-        while not stop["now"] and (iterations is None or runs < iterations):
-            started = time.monotonic()
-            close_old_connections()
-            self._sync_once(concurrency)
-            runs += 1
-            if iterations is not None and runs >= iterations:
-                break
-            while not stop["now"] and time.monotonic() - started < every:
-                time.sleep(0.2)
-        self.stdout.write("Sync worker stopped.")
+    def handle(self, *args, concurrency=None, **options):
+        failure = self._sync_once(concurrency)
+        if failure:
+            raise CommandError(failure)
 
     def _sync_once(self, concurrency) -> str:
         """Run one sync; returns "" on success, else why it did not happen."""
