@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
@@ -118,7 +118,9 @@ def job_create(*, user, scope: Scope, selection: bulk.Selection, action: str, pa
         JobItem.objects.bulk_create(items, batch_size=1000)
         job.total = len(items)
         job.save(update_fields=["total"])
-        transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
+    # Queued once its rows are committed (the view runs in autocommit mode), so a worker of
+    # any backend finds them.
+    job_enqueue(job_id=job.pk)
     return job
 
 
@@ -279,13 +281,14 @@ def _next_item(job_id: int, skip: set[int]) -> JobItem | None:
     return None
 
 
-def _run_item(job: Job, item: JobItem, scope: Scope, client) -> _Outcome | _RateLimited:
+def _run_item(job: Job, item: JobItem, scope: Scope, client, pooled: bool = False,
+              ) -> _Outcome | _RateLimited:
     try:
         return _process(job, item, scope, client)
     except _RateLimited as limited:
         return limited
     finally:
-        if threading.current_thread() is not threading.main_thread():
+        if pooled:  # a pool thread's own database connection
             connection.close()
 
 
@@ -351,7 +354,7 @@ def job_execute(*, job_id: int, client: vobiz.VobizClient | None = None) -> None
                 if pool is None:  # one at a time, in this thread
                     _record(job, item, _run_item(job, item, scope, client))
                     break
-                in_flight[pool.submit(_run_item, job, item, scope, client)] = item
+                in_flight[pool.submit(_run_item, job, item, scope, client, True)] = item
             if in_flight:
                 finished, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in finished:
@@ -371,7 +374,6 @@ def job_execute(*, job_id: int, client: vobiz.VobizClient | None = None) -> None
         if pool is not None:
             pool.shutdown(wait=True)
     _finish(job_id, token)
-    close_old_connections()
 
 
 def _finish(job_id: int, token: str) -> None:
@@ -433,7 +435,7 @@ def job_retry_failed(*, job: Job) -> int:
         if not count:  # nothing to retry: leave the job as it was
             transaction.set_rollback(True)
             return 0
-        transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
+    job_enqueue(job_id=job.pk)
     return count
 
 
@@ -446,7 +448,7 @@ def job_resume(*, job: Job) -> bool:
         return True
     if Job.objects.filter(pk=job.pk, status=Job.Status.PAUSED, runner="").update(
             status=Job.Status.QUEUED, queued_at=timezone.now(), **reset):
-        transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
+        job_enqueue(job_id=job.pk)
         return True
     return False
 

@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from .views import browse, manage, staff
+from .views import browse, bulk, manage, staff
 
 
 class EndpointIdConverter:
@@ -26,6 +26,15 @@ urlpatterns = [
     path("sync/", browse.sync_start, name="sync"),
     path("sync/status/", browse.sync_status, name="sync_status"),
     path("audit/", browse.audit_list, name="audit"),
+    path("selection/", bulk.selection_update, name="selection"),
+    path("bulk/preview/", bulk.bulk_preview, name="bulk_preview"),
+    path("bulk/run/", bulk.bulk_run, name="bulk_run"),
+    path("jobs/", bulk.job_list, name="jobs"),
+    path("jobs/<int:job_id>/", bulk.job_detail, name="job"),
+    path("jobs/<int:job_id>/cancel/", bulk.job_cancel, name="job_cancel"),
+    path("jobs/<int:job_id>/retry/", bulk.job_retry, name="job_retry"),
+    path("jobs/<int:job_id>/resume/", bulk.job_resume, name="job_resume"),
+    path("jobs/<int:job_id>/passwords/", bulk.job_credentials, name="job_credentials"),
     path("staff/", staff.staff_list, name="staff"),
     path("staff/<int:user_id>/scope/", staff.staff_scope_edit, name="staff_scope"),
     path("staff/sub-accounts/", staff.sub_account_name_edit, name="sub_account_name"),

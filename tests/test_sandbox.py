@@ -1242,9 +1242,11 @@ def test_stats_count_api_requests_by_route_but_not_control_requests(sb):
             "GET /Application/{id}/": 1,
         },
         "total": 8,
+        # Writes per endpoint: how a test proves each endpoint was written at most once.
+        "writes_by_endpoint": {f"POST {eid}": 1, f"DELETE {eid}": 1},
     }
     assert sb.control("DELETE", "stats").status_code == 204
-    assert sb.ok("GET", "stats") == {"requests": {}, "total": 0}
+    assert sb.ok("GET", "stats") == {"requests": {}, "total": 0, "writes_by_endpoint": {}}
 
 
 def test_planted_endpoint_is_served_verbatim_bypassing_validation(sb):

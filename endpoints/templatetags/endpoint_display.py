@@ -178,15 +178,37 @@ def endpoint_cells_tag(context, endpoint) -> SafeString:
 @register.simple_tag(takes_context=True, name="endpoint_row")
 def endpoint_row_tag(context, endpoint, can_edit: bool = False,
                      refocus: bool = False) -> SafeString:
-    """``endpoint_row`` with the context's ``sub_account_names``."""
-    return endpoint_row(endpoint, can_edit, refocus, names=context.get("sub_account_names"))
+    """``endpoint_row`` with the context's ``sub_account_names`` and ``selection``."""
+    return endpoint_row(endpoint, can_edit, refocus, names=context.get("sub_account_names"),
+                        selected=_is_selected(context, endpoint))
+
+
+def _is_selected(context, endpoint) -> bool:
+    selection = context.get("selection")
+    return bool(selection) and (selection.all_matching or endpoint.endpoint_id in selection.ids)
+
+
+def _select_cell(endpoint_id: str, username: str, selected: bool) -> str:
+    """The row's checkbox: part of the selection form (by its ``form`` attribute), so the
+    inline alias form in the same row is never nested in another form."""
+    checked = " checked" if selected else ""
+    return (f'<td class="select"><input type="checkbox" class="row-select" name="ids" '
+            f'value="{_esc(endpoint_id)}" form="selection-form" '
+            f'aria-label="Select {username}"{checked}></td>')
+
+
+@register.simple_tag(takes_context=True)
+def endpoint_select_cell(context, endpoint) -> SafeString:
+    """The checkbox cell (also used by the row while its alias is edited in place)."""
+    return mark_safe(_select_cell(endpoint.endpoint_id, _esc(endpoint.username),  # noqa: S308
+                                  _is_selected(context, endpoint)))
 
 
 def endpoint_row(endpoint, can_edit: bool = False, refocus: bool = False,
-                 names: dict | None = None) -> SafeString:
+                 names: dict | None = None, selected: bool = False) -> SafeString:
     """One row of the list (``list.html#row`` renders the row being edited itself).
     ``refocus`` gives the Edit alias button focus when the row comes back from an edit;
-    ``names`` maps sub-account ids to their local names."""
+    ``names`` maps sub-account ids to their local names; ``selected`` ticks its checkbox."""
     endpoint_id, username = endpoint.endpoint_id, _esc(endpoint.username)
     alias = _esc(endpoint.alias) if endpoint.alias else NO_ALIAS
     where = (get_script_prefix(), get_urlconf())
@@ -200,7 +222,8 @@ def endpoint_row(endpoint, can_edit: bool = False, refocus: bool = False,
             f'<span class="visually-hidden"> of {username}</span></button>'
         )
     return mark_safe(  # noqa: S308 - every value is escaped
-        f'<tr id="ep-{_esc(endpoint_id)}">{_username_cell(endpoint, where)}'
+        f'<tr id="ep-{_esc(endpoint_id)}">{_select_cell(endpoint_id, username, selected)}'
+        f'{_username_cell(endpoint, where)}'
         f'<td class="alias">{alias}</td>'
         f'{_cells(endpoint, timezone.get_current_timezone(), names)}'
         f'<td class="row-actions">{action}</td></tr>'

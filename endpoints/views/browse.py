@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from .. import roles, selectors, services
+from .. import bulk, roles, selectors, services
 from ..filters import DEFAULT_PAGE_SIZE, PAGE_SIZES, AuditFilterForm, EndpointFilterForm
 from ..forms import AliasForm
 from ..htmx import wants_fragment
@@ -27,6 +27,7 @@ from ..models import SyncState
 from ..scopes import MAIN_ACCOUNT, request_scope
 from ..sync import sync_enqueue, sync_is_pending, worker_missing
 from ..vobiz import VobizError, VobizNotFound
+from . import bulk as bulk_views
 from .common import form_add_vobiz_error, page_number, pager, safe_next
 
 LIST_TEMPLATE = "endpoints/list.html"
@@ -104,10 +105,14 @@ def _list_context(request) -> dict:
     offset = (page - 1) * size
     rows, total = selectors.endpoint_list(filters=filters, scope=scope, sort=sort, offset=offset,
                                           limit=size, version=sync.data_version)
+    applications = selectors.application_list(version=sync.data_version)
     return {
+        **bulk_views.selection_context(request, filters=filters, rows=rows, total=total,
+                                       applications=applications),
         "form": form,
         "filters": filters,
         "filters_active": form.active(),
+        "filters_active_count": sum(1 for k in ("q", "app", "sub", "status") if filters.get(k)),
         "per_page": size,
         "sort": sort,
         "sort_given": "sort" in request.GET and sort == request.GET.get("sort"),
@@ -215,6 +220,11 @@ def sync_status(request):
 # --- one row and the inline alias edit ----------------------------------------------------
 
 
+def _stored_selection(request):
+    """The user's selection, for a row's checkbox when one row is rendered alone."""
+    return bulk.Selection.from_data(request.session.get(bulk_views.SESSION_KEY))
+
+
 def _cached_or_404(request, endpoint_id: str):
     """The cached endpoint, if the user's scope may see it; else 404 (outside the scope is
     the same as not there)."""
@@ -233,7 +243,8 @@ def endpoint_list_row(request, endpoint_id):
         return redirect("endpoints:list")
     return render(request, f"{LIST_TEMPLATE}#row_restored",
                   {"endpoint": _cached_or_404(request, endpoint_id),
-                   "sub_account_names": selectors.sub_account_names()})
+                   "sub_account_names": selectors.sub_account_names(),
+                   "selection": _stored_selection(request)})
 
 
 def _row_form(request, endpoint, form: AliasForm, *, status: int = 200, seen: str | None = None):
@@ -243,6 +254,7 @@ def _row_form(request, endpoint, form: AliasForm, *, status: int = 200, seen: st
         "seen_alias": endpoint.alias if seen is None else seen,
         "next": request.htmx.current_url_abs_path if request.htmx else "",
         "sub_account_names": selectors.sub_account_names(),
+        "selection": _stored_selection(request),
     }
     return render(request, f"{LIST_TEMPLATE}#row_form", context, status=status)
 
@@ -269,7 +281,8 @@ def endpoint_alias_edit(request, endpoint_id):
         if not fragment:
             return redirect(back)
         return render(request, f"{LIST_TEMPLATE}#row_saved",
-                      {"endpoint": endpoint, "sub_account_names": selectors.sub_account_names()})
+                      {"endpoint": endpoint, "sub_account_names": selectors.sub_account_names(),
+                       "selection": _stored_selection(request)})
     if not form.is_valid():
         if not fragment:
             messages.error(request, f"Alias of {endpoint.username} not saved: "
@@ -305,7 +318,8 @@ def endpoint_alias_edit(request, endpoint_id):
         if not fragment:
             return redirect(back)
         return render(request, f"{LIST_TEMPLATE}#row_saved",
-                      {"endpoint": endpoint, "sub_account_names": selectors.sub_account_names()})
+                      {"endpoint": endpoint, "sub_account_names": selectors.sub_account_names(),
+                       "selection": _stored_selection(request)})
 
     if not fragment:
         for error in form.errors.get("alias", []) + form.non_field_errors():

@@ -4,6 +4,9 @@
  *  - focus follows inline edits (into the alias field, back to the row's button)
  *  - the opt-in "Auto-refresh" checkbox reloads the table every 15 s
  *  - an error summary takes focus when a page loads with one
+ *  - selection: ticking a row (or "Select all on this page") updates the selection at once;
+ *    the bulk-action form shows only the fields of the chosen action
+ *  - on a phone the filters fold behind their "Filters" disclosure
  */
 (function () {
   "use strict";
@@ -107,9 +110,67 @@
     }
   });
 
+  /* --- selection and bulk actions ------------------------------------------------------- */
+
+  function syncPageBox() {
+    var page = document.getElementById("select-page");
+    if (!page) return;
+    var rows = document.querySelectorAll(".row-select");
+    var ticked = document.querySelectorAll(".row-select:checked");
+    page.hidden = false;
+    page.checked = rows.length > 0 && ticked.length === rows.length;
+    page.indeterminate = ticked.length > 0 && ticked.length < rows.length;
+  }
+
+  function initSelection(root) {
+    (root || document).querySelectorAll(".js-hidden").forEach(function (el) { el.hidden = true; });
+    syncPageBox();
+    showBulkFields();
+  }
+
+  function selectionChanged() {
+    var form = document.getElementById("selection-form");
+    syncPageBox();
+    if (form && window.htmx) window.htmx.trigger(form, "selection-change");
+  }
+
+  function showBulkFields() {
+    var action = document.getElementById("bulk-action");
+    if (!action) return;
+    document.querySelectorAll("[data-bulk-for]").forEach(function (el) {
+      var shown = el.getAttribute("data-bulk-for") === action.value;
+      el.hidden = !shown;
+      el.querySelectorAll("select, input").forEach(function (c) { c.disabled = !shown; });
+    });
+  }
+
+  document.addEventListener("change", function (event) {
+    var el = event.target;
+    if (!el || !el.matches) return;
+    if (el.matches(".row-select")) {
+      selectionChanged();
+    } else if (el.matches("#select-page")) {
+      document.querySelectorAll(".row-select").forEach(function (box) { box.checked = el.checked; });
+      selectionChanged();
+    } else if (el.matches("#bulk-action")) {
+      showBulkFields();
+    }
+  });
+
+  /* --- filters on a phone ---------------------------------------------------------------- */
+
+  function foldFilters() {
+    var details = document.querySelector("details.filters-disclosure");
+    if (details && window.matchMedia && window.matchMedia("(max-width: 640px)").matches) {
+      details.open = false;
+    }
+  }
+
   // Content swapped in by htmx: move focus where the user expects it.
   document.addEventListener("htmx:load", function (event) {
     focusFirstAutofocus(event.detail && event.detail.elt);
+    initSelection(event.detail && event.detail.elt);
+    if (event.detail && event.detail.elt && event.detail.elt.id === "list-body") foldFilters();
   });
 
   // Back/forward: htmx reloads the whole page into <body>; re-wire the page controls.
@@ -117,6 +178,8 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     initAutoRefresh();
+    initSelection(document);
+    foldFilters();
     var summary = document.querySelector(".error-summary[tabindex]");
     if (summary && !document.querySelector("[autofocus]")) summary.focus();
   });

@@ -74,15 +74,15 @@ def test_search_and_match_modes_swap_the_table(admin_page, live, screenshot):
 def test_application_sub_account_and_registration_filters(support_page, live):
     page = support_page
     app = Endpoint.objects.exclude(app_id="").values_list("app_id", "app_name").first()
-    page.get_by_label("Application").select_option(app[0])
+    page.get_by_label("Application", exact=True).select_option(app[0])
     expected = names_in_db({"app": app[0]})
     expect(rows(page)).to_have_count(len(expected))
     expect(rows(page).first.locator("th")).to_have_text(expected[0])
 
-    page.get_by_label("Application").select_option("none")
+    page.get_by_label("Application", exact=True).select_option("none")
     expect(rows(page)).to_have_count(len(names_in_db({"app": "none"})))
 
-    page.get_by_label("Application").select_option("")
+    page.get_by_label("Application", exact=True).select_option("")
     sub = Endpoint.objects.exclude(sub_account="").values_list("sub_account", flat=True).first()
     page.get_by_label("Sub-account").select_option(sub)
     expect(rows(page)).to_have_count(len(names_in_db({"sub": sub})))

@@ -286,6 +286,8 @@ class _Handler(BaseHTTPRequestHandler):
             detail = resource.group(2) is not None
             kind = resource.group(1)
             self.state.count_request(f"{method} /{kind}/{'{id}/' if detail else ''}")
+            if detail and method in ("POST", "DELETE"):
+                self.state.count_write(method, unquote(resource.group(2)))
         else:
             self.state.count_request(f"{method} (unknown path)")
 

@@ -152,6 +152,7 @@ class SandboxState:
         self.set_config(config)
         self.faults = FaultQueue()
         self._stats: dict[str, int] = {}
+        self._writes: dict[str, int] = {}
         self._endpoint_uri = f"/v1/Account/{auth_id}/Endpoint/"
         self._app_uri = f"/v1/Account/{auth_id}/Application/"
         self.seeded_endpoints = endpoints
@@ -802,10 +803,19 @@ class SandboxState:
         with self.lock:
             self._stats[key] = self._stats.get(key, 0) + 1
 
+    def count_write(self, method: str, endpoint_id: str) -> None:
+        """Writes per endpoint ("POST 147322537258167": n): how a test proves that each
+        endpoint was written at most once."""
+        key = f"{method} {endpoint_id}"
+        with self.lock:
+            self._writes[key] = self._writes.get(key, 0) + 1
+
     def stats(self) -> dict[str, Any]:
         with self.lock:
-            return {"requests": dict(self._stats), "total": sum(self._stats.values())}
+            return {"requests": dict(self._stats), "total": sum(self._stats.values()),
+                    "writes_by_endpoint": dict(self._writes)}
 
     def clear_stats(self) -> None:
         with self.lock:
             self._stats.clear()
+            self._writes.clear()
