@@ -8,95 +8,15 @@ mid-job (paused, resumed), an endpoint deleted elsewhere while the job runs, the
 file of a bulk reset handed over once.
 """
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 
 from endpoints import bulk, jobs, periodic, sync
 from endpoints.models import Endpoint, Job, JobItem
 from endpoints.scopes import EVERYTHING
 
-ROOT = Path(__file__).resolve().parent.parent
-DB_TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
 pytestmark = pytest.mark.django_db(transaction=True)  # the workers must see committed rows
-
-
-def database_url() -> str:
-    db = django_settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    user = db.get("USER") or "postgres"
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return (f"postgres://{user}{password}@{db.get('HOST') or '127.0.0.1'}:"
-            f"{db.get('PORT') or 5432}/{db['NAME']}")
-
-
-class Workers:
-    """Starts and stops `manage.py db_worker` processes pointed at this test's database and
-    sandbox."""
-
-    def __init__(self, sandbox, log_dir: Path):
-        self.procs: list[subprocess.Popen] = []
-        self.log_dir = log_dir
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": database_url(),
-            "TASKS_BACKEND": "database",
-            "VOBIZ_API_URL": sandbox.server.api_url,
-            "VOBIZ_AUTH_ID": "MA_SANDBOX01",
-            "VOBIZ_AUTH_TOKEN": "sandbox-token",
-            "VOBIZ_READ_TIMEOUT": "5",
-            "VOBIZ_MAX_RETRY_WAIT": "2",
-            "JOB_CONCURRENCY": "4",
-            "JOB_STALE_SECONDS": "2",
-            "PERIODIC_TICK_SECONDS": "1",
-            "VOBIZ_SYNC_INTERVAL": "3600",
-        }
-
-    def start(self) -> subprocess.Popen:
-        # Logs go to a file: a pipe nobody reads fills up and blocks the worker's logging.
-        log = open(self.log_dir / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(  # noqa: S603
-            [sys.executable, "manage.py", "db_worker", "--interval", "0.1",
-             "--no-startup-delay"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        self.procs.append(proc)
-        return proc
-
-    def kill(self, proc, sig=signal.SIGKILL) -> None:
-        proc.send_signal(sig)
-        proc.wait(timeout=30)
-
-    def output(self) -> str:
-        """Everything the workers logged."""
-        return "\n".join(p.read_text(errors="replace")
-                         for p in sorted(self.log_dir.glob("worker-*.log")))
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-
-
-@pytest.fixture
-def workers(sandbox, settings, tmp_path):
-    settings.TASKS = DB_TASKS  # what the dashboard enqueues goes to the database queue
-    settings.JOB_CONCURRENCY = 4
-    pool = Workers(sandbox, tmp_path)
-    yield pool
-    pool.stop()
 
 
 def wait_until(condition, timeout=90.0, what="the condition"):
