@@ -82,6 +82,21 @@ def _fast_password_hashing(django_test_environment):
         yield
 
 
+# Production's cache is shared by every process (Redis, or Django's database cache by default;
+# vobizadmin/settings.py). The suite uses a process-local one: one process runs the tests, and
+# the query-count tests count only the SQL of the code under test. tests/test_login_throttle.py
+# runs the throttle on the database cache as well.
+TEST_CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _process_local_cache(django_test_environment):
+    from django.test.utils import override_settings
+
+    with override_settings(CACHES=TEST_CACHES):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _fresh_django_cache():
     """Each test starts with an empty Django cache: login-failure counters (per username and

@@ -4,6 +4,7 @@ Local defaults are safe and need nothing (SQLite in the project, the embedded Vo
 with ``DJANGO_DEBUG`` off the settings are strict and refuse to start without a real secret.
 """
 
+import ipaddress
 import os
 import tempfile
 from pathlib import Path
@@ -34,6 +35,7 @@ if not DEBUG:
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
+    "vobizadmin",  # migrate also creates the database cache table (vobizadmin/apps.py)
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -108,6 +110,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# One cache shared by every web process: the login throttle and the create form's nonces must
+# see what the other processes wrote. Redis when REDIS_URL is set, otherwise Django's database
+# cache (the table is made by `migrate`, see vobizadmin/apps.py). There is deliberately no
+# process-local option: with several gunicorn workers each would count failures on its own.
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
@@ -118,7 +124,15 @@ if REDIS_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "django_cache",
+            # Culling (past MAX_ENTRIES) deletes entries at random, login-failure counters
+            # included: leave room for far more keys than a dashboard makes.
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -126,6 +140,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Every authenticate() call (the dashboard's login, Django's admin login) goes through the
+# throttle in this backend; it locks before a password is checked (endpoints/auth.py).
+AUTHENTICATION_BACKENDS = ["endpoints.auth.ThrottledModelBackend"]
 LOGIN_URL = "login"
 LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=15 * 60)
@@ -166,9 +183,23 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 
+# --- Behind the TLS proxy ---------------------------------------------------------------
+# Only a peer in FORWARDED_ALLOW_IPS (addresses or networks; gunicorn reads the same variable)
+# is believed about the scheme and the client address. The scheme: gunicorn sets
+# wsgi.url_scheme from X-Forwarded-Proto for those peers only, so SECURE_PROXY_SSL_HEADER is
+# deliberately not set (Django would read the header from any client). The client address:
+# the TRUSTED_PROXY_HOPS-th entry from the right of X-Forwarded-For (each proxy appends the
+# address it was connected from), and only when REMOTE_ADDR is a trusted proxy.
+FORWARDED_ALLOW_IPS = env.list("FORWARDED_ALLOW_IPS", default=["127.0.0.1", "::1"])
+try:
+    TRUSTED_PROXY_NETWORKS = [ipaddress.ip_network(a, strict=False) for a in FORWARDED_ALLOW_IPS]
+except ValueError as error:
+    raise ImproperlyConfigured(
+        f"FORWARDED_ALLOW_IPS must list the proxy's addresses or networks, not '*' ({error})."
+    ) from error
+TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=1)
+
 if not DEBUG:
-    # Production: behind a TLS-terminating proxy that sets X-Forwarded-Proto.
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
