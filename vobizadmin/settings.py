@@ -8,6 +8,7 @@ import ipaddress
 import os
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -21,9 +22,10 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
 _DEV_SECRET = "dev-only-insecure-secret-key-change-me"  # noqa: S105
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=_DEV_SECRET if DEBUG else "")
-if not SECRET_KEY or (not DEBUG and SECRET_KEY == _DEV_SECRET):
+if not SECRET_KEY or (not DEBUG and (SECRET_KEY == _DEV_SECRET or len(SECRET_KEY) < 50)):
     raise ImproperlyConfigured(
-        "DJANGO_SECRET_KEY must be set to a long random value when DJANGO_DEBUG is off."
+        "DJANGO_SECRET_KEY must be set to a random value of at least 50 characters when "
+        "DJANGO_DEBUG is off."
     )
 
 ALLOWED_HOSTS = env.list(
@@ -56,6 +58,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "endpoints.middleware.SessionTimeoutMiddleware",
+    "endpoints.middleware.NoStoreForLoggedInMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -172,8 +176,11 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
 
-# Sessions: a support tool on shared desks; idle sessions end, closing the browser ends them.
+# Sessions: a support tool on shared desks. A session ends after SESSION_IDLE_SECONDS without
+# a request, SESSION_COOKIE_AGE after login in any case (both enforced on the server by
+# endpoints.middleware.SessionTimeoutMiddleware), and when the browser closes.
 SESSION_COOKIE_AGE = env.int("DJANGO_SESSION_AGE", default=8 * 3600)
+SESSION_IDLE_SECONDS = env.int("DJANGO_SESSION_IDLE", default=30 * 60)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
@@ -222,6 +229,26 @@ VOBIZ_SYNC_CONCURRENCY = env.int("VOBIZ_SYNC_CONCURRENCY", default=4)
 if not DEBUG and (not VOBIZ_AUTH_ID or not VOBIZ_AUTH_TOKEN):
     raise ImproperlyConfigured(
         "VOBIZ_AUTH_ID and VOBIZ_AUTH_TOKEN must be set in production (DJANGO_DEBUG off)."
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_vobiz_url = urlsplit(VOBIZ_API_URL)
+if not DEBUG and not (
+    _vobiz_url.scheme == "https"
+    or (_vobiz_url.scheme == "http" and _is_loopback(_vobiz_url.hostname or ""))
+):
+    # The token travels in a header on every call: plain HTTP only to this machine (the sandbox).
+    raise ImproperlyConfigured(
+        "VOBIZ_API_URL must be https:// in production (http:// only for a loopback address)."
     )
 # With no credentials in a local run, `make run` starts the sandbox and passes its URL and
 # demo credentials in the environment; the dashboard itself never imports the sandbox.
