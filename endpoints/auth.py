@@ -19,6 +19,7 @@ lasts ``LOGIN_LOCKOUT_SECONDS`` from the last counted failure.
 import hashlib
 import ipaddress
 import logging
+import time
 import unicodedata
 
 from django.conf import settings
@@ -37,6 +38,9 @@ from django.views.decorators.http import require_POST
 logger = logging.getLogger(__name__)
 
 LOCK_MESSAGE = "Too many failed attempts. Wait {minutes} minutes, then try again."
+# How long an attempt waits for others from the same username or address that are still
+# being checked, when they fill every slot (a password check takes well under a second).
+IN_FLIGHT_WAIT_SECONDS = 3.0
 _THROTTLED = "_login_throttled"  # request attribute the forms read to word the error
 
 
@@ -100,7 +104,17 @@ def _digest(value: str) -> str:
 
 
 class LoginThrottle:
-    """Failure counts for one login attempt's username and client address."""
+    """Failure counts for one login attempt's username and client address.
+
+    Each key has ``LOGIN_FAILURE_LIMIT`` slots; an attempt holds one slot per key while its
+    password is checked (IN_FLIGHT), a failure keeps it (FAILED) for ``LOGIN_LOCKOUT_SECONDS``,
+    a success frees it. A key whose slots all hold failures is locked; a key whose slots are
+    full only because attempts are still being checked makes the next attempt wait for them
+    (``IN_FLIGHT_WAIT_SECONDS`` at most): colleagues behind one office address who log in at
+    the same moment get in, while a burst of guesses never has more than the limit in play.
+    """
+
+    IN_FLIGHT, FAILED = 1, 2
 
     def __init__(self, request, username):
         self.limit = settings.LOGIN_FAILURE_LIMIT
@@ -115,16 +129,22 @@ class LoginThrottle:
 
     def reserve(self) -> bool:
         """Count this attempt against every key before the password is checked. False (and
-        nothing counted) when a key is locked or has no attempt left."""
+        nothing counted) when a key is locked or stays full for the whole wait."""
+        deadline = time.monotonic() + IN_FLIGHT_WAIT_SECONDS
         for key in self.keys:
-            if cache.get(f"{key}:locked") or not self._claim(key):
-                self.release()
-                return False
+            while not self._claim(key):
+                if cache.get(f"{key}:locked") or time.monotonic() >= deadline:
+                    self.release()
+                    return False
+                time.sleep(0.05)
         return True
 
     def _claim(self, key: str) -> bool:
+        if cache.get(f"{key}:locked"):
+            return False
         for slot in self._slots(key):
-            if cache.add(slot, 1, self.seconds):
+            # In flight for a minute at most: a worker killed mid-check frees its slot.
+            if cache.add(slot, self.IN_FLIGHT, min(60, self.seconds)):
                 self.claimed.append(slot)
                 return True
         return False
@@ -136,10 +156,12 @@ class LoginThrottle:
         self.claimed = []
 
     def failed(self) -> None:
-        """The attempt failed: it stays counted; a key that reached the limit locks for the
-        whole cool-down from now."""
+        """The attempt failed: it stays counted for the cool-down; a key whose slots now all
+        hold failures locks for the whole cool-down from now."""
+        cache.set_many(dict.fromkeys(self.claimed, self.FAILED), self.seconds)
         for key in self.keys:
-            if all(cache.get_many(self._slots(key)).get(slot) for slot in self._slots(key)):
+            held = cache.get_many(self._slots(key))
+            if all(held.get(slot) == self.FAILED for slot in self._slots(key)):
                 cache.set(f"{key}:locked", 1, self.seconds)
         self.claimed = []
 
@@ -158,7 +180,12 @@ class ThrottledModelBackend(ModelBackend):
             if request is not None:
                 setattr(request, _THROTTLED, True)
             raise PermissionDenied("login throttled")
-        user = super().authenticate(request, username=username, password=password, **kwargs)
+        try:
+            user = super().authenticate(request, username=username, password=password,
+                                        **kwargs)
+        except BaseException:  # not an answer about the password: it does not count
+            throttle.release()
+            raise
         if user is None:
             throttle.failed()
         else:

@@ -6,6 +6,7 @@ before the password is checked. Test users' password is "pw-for-tests-1" (confte
 """
 
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -207,9 +208,10 @@ def test_a_locked_login_is_refused_before_the_password_is_checked(
     assert checked == []  # no hasher ran: a locked login says nothing about the password
 
 
-def test_parallel_guesses_cannot_get_more_attempts_than_the_limit(db, limit):
+def test_parallel_guesses_cannot_get_more_attempts_than_the_limit(db, limit, monkeypatch):
     """Attempts are counted before the password is checked, so a burst of concurrent guesses
     (each taking a password hash's time) gets `limit` tries, not one per request."""
+    monkeypatch.setattr(auth, "IN_FLIGHT_WAIT_SECONDS", 0)
     request = RequestFactory().post("/", REMOTE_ADDR="203.0.113.5")
     throttles = [auth.LoginThrottle(request, "sam") for _ in range(3 * limit)]
     admitted = [t for t in throttles if t.reserve()]  # all in flight at once
@@ -243,6 +245,43 @@ def test_parallel_logins_with_wrong_passwords_are_held_to_the_limit(client, supp
     assert len(results) == 3 * limit and checked <= limit
 
 
+def test_logins_at_the_same_moment_from_one_address_wait_for_each_other(db, limit):
+    """An office behind one address at 9:00: more logins in flight than the limit is no lock;
+    the next one waits for a slot instead of being refused."""
+    request = RequestFactory().post("/", REMOTE_ADDR="203.0.113.5")
+    in_flight = [auth.LoginThrottle(request, f"colleague{n}") for n in range(limit)]
+    assert all(t.reserve() for t in in_flight)
+    threading.Timer(0.3, in_flight[0].release).start()  # the first one's password was right
+    started = time.monotonic()
+    assert auth.LoginThrottle(request, "latecomer").reserve()
+    assert time.monotonic() - started >= 0.25
+
+
+def test_a_failure_while_others_are_in_flight_does_not_lock_the_address(db, limit):
+    request = RequestFactory().post("/", REMOTE_ADDR="203.0.113.5")
+    in_flight = [auth.LoginThrottle(request, f"colleague{n}") for n in range(limit)]
+    assert all(t.reserve() for t in in_flight)
+    in_flight[0].failed()  # one typo among colleagues still being checked
+    for throttle in in_flight[1:]:
+        throttle.release()
+    again = auth.LoginThrottle(request, "colleague0")
+    assert again.reserve()
+
+
+def test_a_login_that_crashes_does_not_hold_a_slot(client, support_user, limit, monkeypatch):
+    from django.contrib.auth.backends import ModelBackend
+
+    def broken(*args, **kwargs):
+        raise ConnectionError("database went away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ModelBackend, "authenticate", broken)
+        for _ in range(limit + 1):
+            with pytest.raises(ConnectionError):
+                post_login(client, "sam", RIGHT)
+    assert post_login(client, "sam", RIGHT).status_code == 302
+
+
 def test_a_successful_login_does_not_count_as_a_failure(client, support_user, limit):
     for _ in range(2 * limit):
         assert post_login(client, "sam", RIGHT).status_code == 302
@@ -255,8 +294,6 @@ def test_a_successful_login_does_not_count_as_a_failure(client, support_user, li
 @pytest.fixture
 def cache_clock(monkeypatch):
     """A settable clock for the local-memory cache (expiry is set in base, read in locmem)."""
-    import time
-
     now = [time.time()]
     clock = SimpleNamespace(time=lambda: now[0])
     monkeypatch.setattr(base_cache, "time", clock)
