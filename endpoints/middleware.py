@@ -62,6 +62,15 @@ LAST_SEEN_KEY = "_vobiz_last_seen"
 LAST_SEEN_RESOLUTION = 60
 
 
+def start_session_clock(sender, request, user, **kwargs):
+    """On login (``user_logged_in``, connected in vobizadmin/apps.py): both clocks start now,
+    so the first requests of a session do not each have to save it."""
+    if request is not None and hasattr(request, "session"):
+        now = int(SessionTimeoutMiddleware.clock())
+        request.session[LOGIN_AT_KEY] = now
+        request.session[LAST_SEEN_KEY] = now
+
+
 class SessionTimeoutMiddleware:
     """Log out a session idle for ``SESSION_IDLE_SECONDS`` or older than ``SESSION_COOKIE_AGE``
     since login, on the server (the cookie's own expiry is the browser's to honour). Runs after

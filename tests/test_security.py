@@ -347,3 +347,9 @@ def test_idle_timeout_reads_the_stored_timestamps(client, support_user):
     session[LAST_SEEN_KEY] -= 31 * 60
     session.save()
     assert _sent_to_login(client.get(LIST))
+
+
+def test_the_idle_clock_starts_at_login(client, support_user, clock):
+    client.force_login(support_user)  # and then nothing for 31 minutes
+    clock[0] += 31 * 60
+    assert _sent_to_login(client.get(LIST))

@@ -1,4 +1,5 @@
-"""The project's own app config: `migrate` also creates the database cache table."""
+"""The project's own app config: `migrate` also creates the database cache table, and a login
+starts the session's idle and age clocks."""
 
 from django.apps import AppConfig
 from django.core.management import call_command
@@ -18,4 +19,9 @@ class VobizAdminConfig(AppConfig):
     verbose_name = "Vobiz Endpoints Admin"
 
     def ready(self):
+        from django.contrib.auth.signals import user_logged_in
+
+        from endpoints.middleware import start_session_clock
+
         post_migrate.connect(create_cache_table, dispatch_uid="vobizadmin.create_cache_table")
+        user_logged_in.connect(start_session_clock, dispatch_uid="vobizadmin.session_clock")
