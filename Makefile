@@ -4,23 +4,37 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Locked dependencies with hashes (make lock): runtime for the image, runtime + dev for the rest.
+LOCK_BASE := requirements/base.txt
+LOCK_DEV := requirements/dev.txt
+PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet \
+	--generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 HOST ?= 127.0.0.1
 PORT ?= 8000
 SANDBOX_ADDR ?= 127.0.0.1:8765
 DEMO_ENDPOINTS ?= 500
 DEMO_APPLICATIONS ?= 8
 
-.PHONY: run test lint bench loadtest screenshots browser-deps sandbox clean
+.PHONY: run test lint lock bench loadtest screenshots browser-deps sandbox clean
 
-$(STAMP): pyproject.toml
+# Every package from the lock, hash-checked; then the project itself (no dependencies of its
+# own to resolve; built with the locked setuptools). Rebuilt when the lock changes.
+$(STAMP): $(LOCK_DEV) pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r $(LOCK_DEV)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
+# After editing the dependencies in pyproject.toml: re-resolve both lock files (existing pins
+# are kept; LOCK_ARGS=--upgrade moves everything to the newest allowed version). Commit both.
+lock: $(STAMP)
+	$(PIP_COMPILE) $(LOCK_ARGS) --output-file $(LOCK_BASE) pyproject.toml
+	$(PIP_COMPILE) $(LOCK_ARGS) --extra dev --constraint $(LOCK_BASE) --output-file $(LOCK_DEV) pyproject.toml
+
 # Local run: DEBUG on, SQLite, and the embedded Vobiz sandbox unless credentials are configured
-# (in the environment or in .env). Ctrl-C stops the server and the sandbox.
+# (in the environment or in .env). Ctrl-C stops the server and the sandbox. `migrate` also
+# creates the database cache table (createcachetable).
 run: $(STAMP)
 	@export DJANGO_DEBUG=$${DJANGO_DEBUG:-true}; set -e; \
 	$(PY) manage.py migrate --noinput -v0; \

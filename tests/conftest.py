@@ -104,6 +104,21 @@ def _fast_password_hashing(django_test_environment):
         yield
 
 
+# Production's cache is shared by every process (Redis, or Django's database cache by default;
+# vobizadmin/settings.py). The suite uses a process-local one: one process runs the tests, and
+# the query-count tests count only the SQL of the code under test. tests/test_login_throttle.py
+# runs the throttle on the database cache as well.
+TEST_CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _process_local_cache(django_test_environment):
+    from django.test.utils import override_settings
+
+    with override_settings(CACHES=TEST_CACHES):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def retry_waits(monkeypatch):
     """The Vobiz client's waits between retries, recorded instead of slept: a retry test
@@ -156,6 +171,23 @@ def _fresh_django_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _no_background_sync_in_transaction_tests(request, monkeypatch):
+    """POST /sync/ starts a sync thread with its own database connection. In a test that runs
+    inside a transaction (plain `db`) that thread cannot see the test's rows, and on
+    PostgreSQL what it writes before the test ends is committed outside the test's
+    transaction: a leftover sync-state row then breaks later tests (seen with
+    test_permissions). There the start is skipped; tests that need the thread to run use
+    transactional_db (test_list_views, the browser tests) and keep the real one."""
+    marker = request.node.get_closest_marker("django_db")
+    if ({"transactional_db", "live_server"} & set(request.fixturenames)
+            or (marker and marker.kwargs.get("transaction"))):
+        return
+    from endpoints.views import browse
+
+    monkeypatch.setattr(browse, "start_sync_thread", lambda username: None)
 
 
 @pytest.fixture(scope="session")

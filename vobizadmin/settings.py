@@ -4,9 +4,11 @@ Local defaults are safe and need nothing (SQLite in the project, the embedded Vo
 with ``DJANGO_DEBUG`` off the settings are strict and refuse to start without a real secret.
 """
 
+import ipaddress
 import os
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -20,9 +22,10 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
 _DEV_SECRET = "dev-only-insecure-secret-key-change-me"  # noqa: S105
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=_DEV_SECRET if DEBUG else "")
-if not SECRET_KEY or (not DEBUG and SECRET_KEY == _DEV_SECRET):
+if not SECRET_KEY or (not DEBUG and (SECRET_KEY == _DEV_SECRET or len(SECRET_KEY) < 50)):
     raise ImproperlyConfigured(
-        "DJANGO_SECRET_KEY must be set to a long random value when DJANGO_DEBUG is off."
+        "DJANGO_SECRET_KEY must be set to a random value of at least 50 characters when "
+        "DJANGO_DEBUG is off."
     )
 
 ALLOWED_HOSTS = env.list(
@@ -34,6 +37,7 @@ if not DEBUG:
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
+    "vobizadmin",  # migrate also creates the database cache table (vobizadmin/apps.py)
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -56,6 +60,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "endpoints.middleware.SessionTimeoutMiddleware",
+    "endpoints.middleware.NoStoreForLoggedInMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -110,6 +116,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# One cache shared by every web process: the login throttle and the create form's nonces must
+# see what the other processes wrote. Redis when REDIS_URL is set, otherwise Django's database
+# cache (the table is made by `migrate`, see vobizadmin/apps.py). There is deliberately no
+# process-local option: with several gunicorn workers each would count failures on its own.
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
@@ -120,7 +130,15 @@ if REDIS_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "django_cache",
+            # Culling (past MAX_ENTRIES) deletes entries at random, login-failure counters
+            # included: leave room for far more keys than a dashboard makes.
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -128,6 +146,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Every authenticate() call (the dashboard's login, Django's admin login) goes through the
+# throttle in this backend; it locks before a password is checked (endpoints/auth.py).
+AUTHENTICATION_BACKENDS = ["endpoints.auth.ThrottledModelBackend"]
 LOGIN_URL = "login"
 LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=15 * 60)
@@ -157,8 +178,11 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
 
-# Sessions: a support tool on shared desks; idle sessions end, closing the browser ends them.
+# Sessions: a support tool on shared desks. A session ends after SESSION_IDLE_SECONDS without
+# a request, SESSION_COOKIE_AGE after login in any case (both enforced on the server by
+# endpoints.middleware.SessionTimeoutMiddleware), and when the browser closes.
 SESSION_COOKIE_AGE = env.int("DJANGO_SESSION_AGE", default=8 * 3600)
+SESSION_IDLE_SECONDS = env.int("DJANGO_SESSION_IDLE", default=30 * 60)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
@@ -168,9 +192,23 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 
+# --- Behind the TLS proxy ---------------------------------------------------------------
+# Only a peer in FORWARDED_ALLOW_IPS (addresses or networks; gunicorn reads the same variable)
+# is believed about the scheme and the client address. The scheme: gunicorn sets
+# wsgi.url_scheme from X-Forwarded-Proto for those peers only, so SECURE_PROXY_SSL_HEADER is
+# deliberately not set (Django would read the header from any client). The client address:
+# the TRUSTED_PROXY_HOPS-th entry from the right of X-Forwarded-For (each proxy appends the
+# address it was connected from), and only when REMOTE_ADDR is a trusted proxy.
+FORWARDED_ALLOW_IPS = env.list("FORWARDED_ALLOW_IPS", default=["127.0.0.1", "::1"])
+try:
+    TRUSTED_PROXY_NETWORKS = [ipaddress.ip_network(a, strict=False) for a in FORWARDED_ALLOW_IPS]
+except ValueError as error:
+    raise ImproperlyConfigured(
+        f"FORWARDED_ALLOW_IPS must list the proxy's addresses or networks, not '*' ({error})."
+    ) from error
+TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=1)
+
 if not DEBUG:
-    # Production: behind a TLS-terminating proxy that sets X-Forwarded-Proto.
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
@@ -196,6 +234,26 @@ VOBIZ_SIP_DOMAIN = env.str("VOBIZ_SIP_DOMAIN", default="sip.vobiz.ai")
 if not DEBUG and (not VOBIZ_AUTH_ID or not VOBIZ_AUTH_TOKEN):
     raise ImproperlyConfigured(
         "VOBIZ_AUTH_ID and VOBIZ_AUTH_TOKEN must be set in production (DJANGO_DEBUG off)."
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_vobiz_url = urlsplit(VOBIZ_API_URL)
+if not DEBUG and not (
+    _vobiz_url.scheme == "https"
+    or (_vobiz_url.scheme == "http" and _is_loopback(_vobiz_url.hostname or ""))
+):
+    # The token travels in a header on every call: plain HTTP only to this machine (the sandbox).
+    raise ImproperlyConfigured(
+        "VOBIZ_API_URL must be https:// in production (http:// only for a loopback address)."
     )
 # With no credentials in a local run, `make run` starts the sandbox and passes its URL and
 # demo credentials in the environment; the dashboard itself never imports the sandbox.

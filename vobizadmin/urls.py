@@ -2,8 +2,11 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from endpoints.auth import LoginView, logout_everywhere
+from endpoints.auth import LoginView, ThrottledAdminAuthenticationForm, logout_everywhere
 from endpoints.views import health
+
+# The admin's login shares the dashboard's throttle (the authentication backend) and message.
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 urlpatterns = [
     path("accounts/login/", LoginView.as_view(), name="login"),

@@ -1,8 +1,10 @@
-"""Create the demo logins that `make run` prints, if the database has no users yet."""
+"""Create the demo logins that `make run` prints, if the database has no users yet.
+Development only: refuses to run with DJANGO_DEBUG off (exit status 2)."""
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from endpoints import roles
 
@@ -16,6 +18,13 @@ class Command(BaseCommand):
     help = "Create demo users (Endpoint admin and Support) when no user exists; print logins."
 
     def handle(self, *args, **options):
+        if not settings.DEBUG:
+            # Known passwords on a production database would be anyone's way in.
+            raise CommandError(
+                "ensure_demo_users creates well-known demo logins; it runs only with "
+                "DJANGO_DEBUG=true.",
+                returncode=2,
+            )
         User = get_user_model()
         if User.objects.exists():
             self.stdout.write("  Log in with your existing account.")
