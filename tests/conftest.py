@@ -173,23 +173,6 @@ def _fresh_django_cache():
     cache.clear()
 
 
-@pytest.fixture(autouse=True)
-def _no_background_sync_in_transaction_tests(request, monkeypatch):
-    """POST /sync/ starts a sync thread with its own database connection. In a test that runs
-    inside a transaction (plain `db`) that thread cannot see the test's rows, and on
-    PostgreSQL what it writes before the test ends is committed outside the test's
-    transaction: a leftover sync-state row then breaks later tests (seen with
-    test_permissions). There the start is skipped; tests that need the thread to run use
-    transactional_db (test_list_views, the browser tests) and keep the real one."""
-    marker = request.node.get_closest_marker("django_db")
-    if ({"transactional_db", "live_server"} & set(request.fixturenames)
-            or (marker and marker.kwargs.get("transaction"))):
-        return
-    from endpoints.views import browse
-
-    monkeypatch.setattr(browse, "start_sync_thread", lambda username: None)
-
-
 @pytest.fixture(scope="session")
 def sandbox_server():
     server = SandboxServer(host="127.0.0.1", port=0, auth_id=SANDBOX_AUTH_ID,
