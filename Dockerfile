@@ -2,7 +2,10 @@
 # Run: docker run -e DJANGO_SECRET_KEY=... -e VOBIZ_AUTH_ID=... -e VOBIZ_AUTH_TOKEN=... \
 #        -e DATABASE_URL=postgres://... -e DJANGO_ALLOWED_HOSTS=endpoints.example.com \
 #        -e FORWARDED_ALLOW_IPS=<the TLS proxy's address> -p 8000:8000 vobizadmin
-# Sync worker from the same image: docker run ... vobizadmin python manage.py sync_endpoints --every 60
+# Task worker from the same image (any number of them; they share the queue in the database):
+#   docker run ... vobizadmin sh -c "python manage.py start_periodic && exec python manage.py db_worker"
+# It runs the syncs (periodic and "Refresh from Vobiz") and the bulk jobs; start_periodic keeps
+# the periodic chain alive (safe to run on every worker start: the newest chain wins).
 
 # The base image, pinned by digest so that a rebuild gets the same bytes. To move to a newer
 # python:3.11-slim-bookworm: `docker buildx imagetools inspect python:3.11-slim-bookworm`

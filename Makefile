@@ -14,6 +14,7 @@ PORT ?= 8000
 SANDBOX_ADDR ?= 127.0.0.1:8765
 DEMO_ENDPOINTS ?= 500
 DEMO_APPLICATIONS ?= 8
+DEMO_SUB_ACCOUNTS ?= 4
 
 .PHONY: run test lint lock bench loadtest screenshots browser-deps sandbox clean
 
@@ -33,20 +34,24 @@ lock: $(STAMP)
 	$(PIP_COMPILE) $(LOCK_ARGS) --extra dev --constraint $(LOCK_BASE) --output-file $(LOCK_DEV) pyproject.toml
 
 # Local run: DEBUG on, SQLite, and the embedded Vobiz sandbox unless credentials are configured
-# (in the environment or in .env). Ctrl-C stops the server and the sandbox. `migrate` also
+# (in the environment or in .env); a task worker (db_worker) beside the server runs the syncs
+# and bulk jobs. Ctrl-C stops the server, the worker and the sandbox. `migrate` also
 # creates the database cache table (createcachetable).
 run: $(STAMP)
 	@export DJANGO_DEBUG=$${DJANGO_DEBUG:-true}; set -e; \
 	$(PY) manage.py migrate --noinput -v0; \
 	if [ -z "$$VOBIZ_AUTH_ID" ] && ! grep -qsE '^VOBIZ_AUTH_ID=.+' .env; then \
 	  export VOBIZ_API_URL=http://$(SANDBOX_ADDR)/api/v1 VOBIZ_AUTH_ID=MA_SANDBOX01 VOBIZ_AUTH_TOKEN=sandbox-token; \
-	  $(PY) manage.py runsandbox $(SANDBOX_ADDR) --endpoints $(DEMO_ENDPOINTS) --applications $(DEMO_APPLICATIONS) & SANDBOX_PID=$$!; \
+	  $(PY) manage.py runsandbox $(SANDBOX_ADDR) --endpoints $(DEMO_ENDPOINTS) --applications $(DEMO_APPLICATIONS) --sub-accounts $(DEMO_SUB_ACCOUNTS) & SANDBOX_PID=$$!; \
 	  trap 'kill $$SANDBOX_PID 2>/dev/null; wait $$SANDBOX_PID 2>/dev/null' EXIT; \
 	  for i in $$(seq 100); do (exec 3<>/dev/tcp/$(subst :,/,$(SANDBOX_ADDR))) 2>/dev/null && break; sleep 0.1; done; \
 	fi; \
 	$(PY) manage.py sync_endpoints || echo "First sync failed; the dashboard starts with what it has."; \
 	$(PY) manage.py ensure_demo_users; \
-	echo; echo "  Vobiz Endpoints Admin: http://$(HOST):$(PORT)/"; echo; \
+	$(PY) manage.py db_worker --interval 0.5 -v0 & WORKER_PID=$$!; \
+	trap 'kill $$WORKER_PID $${SANDBOX_PID:-} 2>/dev/null; wait $$WORKER_PID $${SANDBOX_PID:-} 2>/dev/null' EXIT; \
+	$(PY) manage.py start_periodic; \
+	echo; echo "  Vobiz Endpoints Admin: http://$(HOST):$(PORT)/  (a task worker runs beside it)"; echo; \
 	$(PY) manage.py runserver $(HOST):$(PORT) --skip-checks
 
 # Every test. Browser tests need Debian's Chromium; it is installed here when missing.

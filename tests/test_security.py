@@ -232,13 +232,23 @@ def test_demo_users_command_exits_with_status_2_and_one_line(tmp_path):
     assert len(lines) == 1 and "DJANGO_DEBUG" in lines[0]
 
 
-def test_demo_users_are_still_created_for_a_local_run(db, django_user_model, settings):
+def test_demo_users_are_still_created_for_a_local_run(synced, django_user_model, settings):
+    """make run: the demo logins, the demo's sub-accounts named, one Support user scoped."""
     from django.core.management import call_command
+
+    from endpoints import selectors
+    from endpoints.models import Endpoint, SubAccount
 
     settings.DEBUG = True
     call_command("ensure_demo_users", stdout=open(os.devnull, "w"))  # noqa: SIM115
-    assert set(django_user_model.objects.values_list("username", flat=True)) == {"admin",
-                                                                                   "support"}
+    assert set(django_user_model.objects.values_list("username", flat=True)) == {
+        "admin", "support", "acme"}
+    subs = sorted(set(Endpoint.objects.exclude(sub_account="").values_list("sub_account",
+                                                                           flat=True)))
+    assert list(SubAccount.objects.order_by("sub_account").values_list("name", flat=True)) \
+        == ["Acme", "Globex", "Initech"][:len(subs)]
+    acme = selectors.scope_get(user=django_user_model.objects.get(username="acme"))
+    assert acme.sub_accounts == frozenset([subs[0]])
 
 
 # --- no copy of a logged-in page in the browser -----------------------------------------
