@@ -266,10 +266,16 @@ if not DEBUG and not (
 _TASK_BACKENDS = {
     "database": "django_tasks_db.DatabaseBackend",
     "immediate": "django_tasks.backends.immediate.ImmediateBackend",
+    # RQ on Redis: `pip install django-tasks-rq`; a worker is
+    # `manage.py rqworker default --job-class django_tasks_rq.Job`.
+    "rq": "django_tasks_rq.RQBackend",
 }
 _task_backend = env.str("TASKS_BACKEND", default="database")
 TASKS = {"default": {"BACKEND": _TASK_BACKENDS.get(_task_backend, _task_backend),
                      "QUEUES": ["default"]}}
+if _task_backend == "rq":
+    INSTALLED_APPS += ["django_rq", "django_tasks_rq"]
+    RQ_QUEUES = {"default": {"URL": REDIS_URL or "redis://127.0.0.1:6379/0"}}
 # A sync every this many seconds, kept scheduled by the workers (endpoints.periodic).
 VOBIZ_SYNC_INTERVAL = env.int("VOBIZ_SYNC_INTERVAL", default=60)
 PERIODIC_TICK_SECONDS = env.float("PERIODIC_TICK_SECONDS", default=15)
