@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import orjson
 from django.conf import settings
@@ -124,9 +126,48 @@ def application_names() -> dict[str, str]:
 
 def cache_version_bump() -> None:
     """Record that the endpoint cache changed: the list's cached counts and choices, kept
-    per SyncState.data_version, are recomputed on the next request in every process."""
+    per SyncState.data_version, are recomputed on the next request in every process.
+    Inside ``coalesced_version_bumps`` (a bulk job) the bump waits for its next flush."""
+    global _bump_pending
+    with _bump_lock:
+        if _coalescing:
+            _bump_pending = True
+            return
+    _bump()
+
+
+def _bump() -> None:
     if not SyncState.objects.filter(name=SYNC_NAME).update(data_version=F("data_version") + 1):
         SyncState.objects.get_or_create(name=SYNC_NAME, defaults={"data_version": 1})
+
+
+_bump_lock = threading.Lock()
+_coalescing = 0
+_bump_pending = False
+
+
+@contextmanager
+def coalesced_version_bumps():
+    """While a bulk job writes endpoint after endpoint, bump the cache version only when
+    the job flushes (it does every few seconds, and at the end) instead of after each
+    endpoint: every bump makes every list request count the cache again. Yields ``flush``."""
+    global _coalescing
+
+    def flush() -> None:
+        global _bump_pending
+        with _bump_lock:
+            pending, _bump_pending = _bump_pending, False
+        if pending:
+            _bump()
+
+    with _bump_lock:
+        _coalescing += 1
+    try:
+        yield flush
+    finally:
+        with _bump_lock:
+            _coalescing -= 1
+        flush()
 
 
 def endpoint_cache_drop(endpoint_id: str) -> None:

@@ -28,7 +28,7 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from . import bulk, display, services, vobiz
-from .cache import endpoint_cache_drop, endpoint_cache_put
+from .cache import coalesced_version_bumps, endpoint_cache_drop, endpoint_cache_put
 from .csvfiles import csv_text
 from .models import AuditEvent, Job, JobItem
 from .scopes import EVERYTHING, Scope
@@ -52,6 +52,8 @@ DOWN_REASON = ("Vobiz appears to be down: {n} endpoints in a row failed. Resume 
 RATE_REASON = "Vobiz asked us to slow down (HTTP 429): waiting {s} s before going on."
 UNCERTAIN_RESET = ("The worker stopped during this reset: the new password may or may not be "
                    "active. Reset this endpoint again to be sure.")
+# While a job runs, the list's counts catch up with it this often (not after each endpoint).
+VERSION_FLUSH_SECONDS = 3.0
 # The fields a preview is compared on: what the dashboard shows and edits, not the
 # registration, which changes all day.
 COMPARED = ("alias", "app_id", *EDITABLE_PERMISSIONS)
@@ -330,49 +332,53 @@ def job_execute(*, job_id: int, client: vobiz.VobizClient | None = None) -> None
     JobItem.objects.filter(job_id=job_id, state=JobItem.State.RUNNING).update(
         state=JobItem.State.PENDING, in_doubt=True)
     beat_every = max(0.5, stale_after().total_seconds() / 4)
-    last_beat = timezone.now()
+    last_beat = last_flush = timezone.now()
     threads = max(1, job.concurrency)
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"job{job_id}") \
         if threads > 1 else None
     in_flight: dict = {}
-    try:
-        while True:
-            now = timezone.now()
-            if (now - last_beat).total_seconds() >= beat_every:
-                last_beat = now
-                if not _beat(job_id, token):
-                    logger.warning("job %s: another runner took it over", job_id)
+    with coalesced_version_bumps() as flush:
+        try:
+            while True:
+                now = timezone.now()
+                if (now - last_flush).total_seconds() >= VERSION_FLUSH_SECONDS:
+                    last_flush = now
+                    flush()  # the list's counts follow the job every few seconds
+                if (now - last_beat).total_seconds() >= beat_every:
+                    last_beat = now
+                    if not _beat(job_id, token):
+                        logger.warning("job %s: another runner took it over", job_id)
+                        break
+                state = Job.objects.filter(pk=job_id).values(
+                    "status", "pause_until").first()
+                dispatching = state["status"] == Job.Status.RUNNING and not (
+                    state["pause_until"] and state["pause_until"] > now)
+                while dispatching and len(in_flight) < threads:
+                    item = _next_item(job_id, {i.pk for i in in_flight.values()})
+                    if item is None:
+                        break
+                    if pool is None:  # one at a time, in this thread
+                        _record(job, item, _run_item(job, item, scope, client))
+                        break
+                    in_flight[pool.submit(_run_item, job, item, scope, client, True)] = item
+                if in_flight:
+                    finished, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        _record(job, in_flight.pop(future), future.result())
+                    continue
+                if state["status"] != Job.Status.RUNNING:
+                    break  # paused or cancelling: nothing in flight any more
+                if state["pause_until"] and state["pause_until"] > now:
+                    threading.Event().wait(min(0.5, (state["pause_until"] - now).total_seconds()))
+                    continue
+                if not JobItem.objects.filter(job_id=job_id,
+                                              state=JobItem.State.PENDING).exists():
                     break
-            state = Job.objects.filter(pk=job_id).values(
-                "status", "pause_until").first()
-            dispatching = state["status"] == Job.Status.RUNNING and not (
-                state["pause_until"] and state["pause_until"] > now)
-            while dispatching and len(in_flight) < threads:
-                item = _next_item(job_id, {i.pk for i in in_flight.values()})
-                if item is None:
-                    break
-                if pool is None:  # one at a time, in this thread
-                    _record(job, item, _run_item(job, item, scope, client))
-                    break
-                in_flight[pool.submit(_run_item, job, item, scope, client, True)] = item
-            if in_flight:
-                finished, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    _record(job, in_flight.pop(future), future.result())
-                continue
-            if state["status"] != Job.Status.RUNNING:
-                break  # paused or cancelling: nothing in flight any more
-            if state["pause_until"] and state["pause_until"] > now:
-                threading.Event().wait(min(0.5, (state["pause_until"] - now).total_seconds()))
-                continue
-            if not JobItem.objects.filter(job_id=job_id,
-                                          state=JobItem.State.PENDING).exists():
-                break
-    finally:
-        for future in list(in_flight):
-            _record(job, in_flight.pop(future), future.result())
-        if pool is not None:
-            pool.shutdown(wait=True)
+        finally:
+            for future in list(in_flight):
+                _record(job, in_flight.pop(future), future.result())
+            if pool is not None:
+                pool.shutdown(wait=True)
     _finish(job_id, token)
 
 

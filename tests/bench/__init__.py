@@ -69,6 +69,10 @@ TARGET_DEEP_RATIO = 2.0
 TARGET_SYNC_S = 20.0
 TARGET_SYNC_MB = 300.0
 TARGET_NAIVE_SPEEDUP = 5.0
+TARGET_PREVIEW_MS = 300.0
+TARGET_BULK_1000_S = 30.0
+TARGET_ENQUEUE_S = 2.0
+TARGET_JOB_SLOWDOWN = 1.10
 
 
 def database_url(database: str, *, naive: bool = False, template: bool = False) -> str:
@@ -662,6 +666,138 @@ def measure_browsing(sandbox: Sandbox, *, runs: int, per_page: int = 20) -> dict
     }
 
 
+# --- bulk work ----------------------------------------------------------------------------
+
+
+def _worker(env: dict[str, str]) -> subprocess.Popen:
+    """A `manage.py db_worker` child on the bench database and sandbox (logs discarded)."""
+    worker_env = {**env, "TASKS_BACKEND": "database", "JOB_CONCURRENCY": "4",
+                  "DJANGO_LOG_LEVEL": "WARNING"}
+    return subprocess.Popen(  # noqa: S603
+        [PYTHON, "manage.py", "db_worker", "--interval", "0.1", "--no-startup-delay"],
+        cwd=ROOT, env=worker_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _job(selection, action: str, params: dict):
+    from django.contrib.auth import get_user_model
+
+    from endpoints import bulk, jobs
+    from endpoints.scopes import EVERYTHING
+
+    user = get_user_model().objects.get(username="bench")
+    result = bulk.preview(selection=selection, scope=EVERYTHING, action=action, params=params,
+                          limit=0)
+    fingerprint = bulk.preview_fingerprint(selection=selection, action=action, params=params,
+                                           will_change=result.will_change)
+    return jobs.job_create(user=user, scope=EVERYTHING, selection=selection, action=action,
+                           params=params, fingerprint=fingerprint)
+
+
+def _wait_done(job_id: int, timeout: float = 600.0) -> float:
+    from endpoints.models import Job
+
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if Job.objects.filter(pk=job_id, status=Job.Status.DONE).exists():
+            return time.perf_counter() - started
+        time.sleep(0.05)
+    raise RuntimeError(f"job {job_id} did not finish in {timeout:.0f} s")
+
+
+def measure_bulk(sandbox: Sandbox, env: dict[str, str], *, runs: int) -> dict[str, Any]:
+    """The preview of a ~10,000-endpoint selection, a 1,000-endpoint application change on
+    one real worker (enqueue to start, end to end, endpoints a second), and the list
+    fragment's median while a job runs against its median at rest."""
+    from django.conf import settings
+    from django.db.models import Count
+    from django.test import Client
+
+    from endpoints import bulk, jobs
+    from endpoints.models import Application, Endpoint, Job
+
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend",
+                                  "QUEUES": ["default"]}}
+    client = Client()
+    from django.contrib.auth import get_user_model
+
+    client.force_login(get_user_model().objects.get(username="bench"))
+    hx = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "results",
+          "HTTP_HX_CURRENT_URL": "http://testserver/"}
+    out: dict[str, Any] = {}
+
+    # 1. Preview: the application whose endpoints number closest to 10,000.
+    by_app = (Endpoint.objects.exclude(app_id="").values("app_id").annotate(n=Count("id"))
+              .order_by())
+    target = min(by_app, key=lambda row: abs(row["n"] - 10_000))
+    other = Application.objects.exclude(app_id=target["app_id"]).values_list(
+        "app_id", flat=True).first()
+    client.post("/selection/", {"op": "all", "app": target["app_id"]})
+    url = f"/bulk/preview/?action=set_application&app_id={other}"
+    times = []
+    for run in range(runs + 1):
+        started = time.perf_counter()
+        response = client.get(url)
+        ms = (time.perf_counter() - started) * 1000
+        if run:
+            times.append(ms)
+    out["preview"] = {"selected": target["n"], "status": response.status_code,
+                      "first_page_ms": _median(times), "bytes": len(response.content)}
+
+    # 2. A 1,000-endpoint application change on one worker, end to end.
+    ids = list(Endpoint.objects.exclude(app_id=other).order_by("id")
+               .values_list("endpoint_id", flat=True)[:1000])
+    sandbox.reset_stats()
+    worker = _worker(env)
+    try:
+        time.sleep(2)  # the worker's own start (Django setup) is not the job's
+        job = _job(bulk.Selection(ids=frozenset(ids)), "set_application",
+                   {"app_id": other, "app_name": ""})
+        seconds = _wait_done(job.pk)
+        job.refresh_from_db()
+        writes = sandbox.control("GET", "stats")["writes_by_endpoint"]
+        out["bulk_1000"] = {
+            "endpoints": job.total, "seconds": round(seconds, 2),
+            "per_second": round(job.total / seconds, 1),
+            "enqueue_to_start_s": round((job.started_at - job.queued_at).total_seconds(), 2),
+            "written_once": len(writes) == job.total and set(writes.values()) == {1},
+        }
+
+        # 3. The list while a job runs, against the list at rest.
+        def fragment_median() -> float:
+            samples = []
+            for _ in range(max(runs, 7)):
+                started = time.perf_counter()
+                client.get("/", **hx)
+                samples.append((time.perf_counter() - started) * 1000)
+            return _median(samples)
+
+        client.get("/", **hx)
+        at_rest = fragment_median()
+        ids = list(Endpoint.objects.order_by("-id").values_list("endpoint_id", flat=True)[:5000])
+        busy_job = _job(bulk.Selection(ids=frozenset(ids)), "set_permissions",
+                        {"permissions": {"allow_message": False}})
+        while not Job.objects.filter(pk=busy_job.pk, status=Job.Status.RUNNING).exists():
+            time.sleep(0.05)
+        during = fragment_median()
+        still_running = Job.objects.filter(pk=busy_job.pk, status=Job.Status.RUNNING).exists()
+        out["list_during_job"] = {"at_rest_ms": at_rest, "during_job_ms": during,
+                                  "ratio": round(during / at_rest, 3) if at_rest else None,
+                                  "job_still_running": still_running}
+        jobs.job_cancel(job=busy_job)
+    finally:
+        _stop(worker)
+    return out
+
+
 # --- one database, every size ---------------------------------------------------------------
 
 
@@ -745,6 +881,9 @@ def run_worker(database: str, sizes: list[int], runs: int, naive_max: int,
             log(f"[{database}] {size:,}: browsing ({runs} runs per query), load "
                 f"{entry['load_before_browsing']}")
             entry["browse"] = measure_browsing(sandbox, runs=runs)
+            if size == max(sizes):
+                log(f"[{database}] {size:,}: bulk work (preview, a job on a worker)")
+                entry["bulk"] = measure_bulk(sandbox, env, runs=runs)
             entry["load_after_browsing"] = [round(x, 2) for x in os.getloadavg()]
             out["sizes"][str(size)] = entry
             connection.close()
@@ -911,6 +1050,29 @@ def evaluate_targets(report: dict[str, Any]) -> list[str]:
                 entry["naive_speedup"] >= TARGET_NAIVE_SPEEDUP,
                 f"{name} {n}: full sync >= {TARGET_NAIVE_SPEEDUP:.0f}x faster than the naive "
                 f"loop ({entry['naive_speedup']}x){extrapolated}"))
+        bulk_work = entry.get("bulk")
+        if bulk_work:
+            preview = bulk_work["preview"]
+            verdicts.append(_verdict(
+                preview["first_page_ms"] < TARGET_PREVIEW_MS,
+                f"{name} {n}: preview of {preview['selected']:,} selected, first page < "
+                f"{TARGET_PREVIEW_MS:.0f} ms ({preview['first_page_ms']:.1f} ms)"))
+            job = bulk_work["bulk_1000"]
+            verdicts.append(_verdict(
+                job["seconds"] < TARGET_BULK_1000_S and job["written_once"],
+                f"{name} {n}: application change on {job['endpoints']:,} endpoints, one "
+                f"worker, < {TARGET_BULK_1000_S:.0f} s ({job['seconds']:.1f} s, "
+                f"{job['per_second']} endpoints/s; each written once: {job['written_once']})"))
+            verdicts.append(_verdict(
+                job["enqueue_to_start_s"] < TARGET_ENQUEUE_S,
+                f"{name} {n}: enqueue to start < {TARGET_ENQUEUE_S:.0f} s "
+                f"({job['enqueue_to_start_s']:.2f} s)"))
+            during = bulk_work["list_during_job"]
+            verdicts.append(_verdict(
+                during["ratio"] is not None and during["ratio"] <= TARGET_JOB_SLOWDOWN,
+                f"{name} {n}: list fragment while a job runs <= {TARGET_JOB_SLOWDOWN:.2f}x "
+                f"at rest ({during['during_job_ms']:.1f} vs {during['at_rest_ms']:.1f} ms; "
+                f"job still running when measured: {during['job_still_running']})"))
         by_size = entry["browse"]["queries_by_page_size"]
         verdicts.append(_verdict(
             len(set(by_size.values())) == 1,
