@@ -49,6 +49,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="seconds the naive loop may run per size; if it has not finished "
                         "by then its rate so far is extrapolated to the whole size (and the "
                         "output says so)")
+    parser.add_argument("--cache", choices=["redis", "database"], default="redis",
+                        help="the Django cache the list uses: Redis at 127.0.0.1:6379/5 (the "
+                        "README's deployment) or Django's database cache (the default "
+                        "without REDIS_URL)")
     parser.add_argument("--worker", choices=["sqlite", "postgres"], help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -70,14 +74,15 @@ def main(argv: list[str]) -> int:
     if args.worker:
         warnings.filterwarnings("ignore", message="No directory at")  # whitenoise, no collectstatic
         result = bench.run_worker(args.worker, args.sizes, args.runs, args.naive_max,
-                                  args.naive_budget, log=_log)
+                                  args.naive_budget, log=_log, cache=args.cache)
         Path(args.worker_out).write_text(json.dumps(result, default=str))
         return 0
 
     started = time.perf_counter()
     concurrency = os.environ.get("VOBIZ_SYNC_CONCURRENCY", "default")
     report = {"machine": bench.machine(), "runs": args.runs, "per_page": 20,
-              "sync_concurrency": concurrency, "sizes": args.sizes, "databases": []}
+              "sync_concurrency": concurrency, "sizes": args.sizes, "databases": [],
+              "cache": args.cache}
     _log(f"machine: {report['machine']}")
     failed = False
     for database in args.databases:
@@ -86,7 +91,7 @@ def main(argv: list[str]) -> int:
         command = [sys.executable, "-m", "tests.bench", "--worker", database,
                    "--worker-out", out, "--sizes", ",".join(map(str, args.sizes)),
                    "--runs", str(args.runs), "--naive-max", str(args.naive_max),
-                   "--naive-budget", str(args.naive_budget)]
+                   "--naive-budget", str(args.naive_budget), "--cache", args.cache]
         code = subprocess.call(command, cwd=bench.ROOT)  # noqa: S603
         if code:
             _log(f"[{database}] worker failed with exit code {code}")
