@@ -26,6 +26,9 @@ FILTER_KEYS = ("q", "match", "alias_match", "app", "sub", "status")
 MAX_PICKED = 5000
 PREVIEW_PAGE = 50
 
+# The actions run on a selection (imports are jobs too, made from a spreadsheet).
+BULK_ACTIONS = (Job.Action.SET_APPLICATION, Job.Action.DETACH_APPLICATION,
+                Job.Action.SET_PERMISSIONS, Job.Action.RESET_PASSWORD, Job.Action.DELETE)
 # action -> the permission a role needs to run it
 ACTION_PERMISSION = {
     Job.Action.SET_APPLICATION: roles.MANAGE_APPLICATION,
@@ -33,6 +36,8 @@ ACTION_PERMISSION = {
     Job.Action.SET_PERMISSIONS: roles.EDIT,
     Job.Action.RESET_PASSWORD: roles.RESET_PASSWORD,
     Job.Action.DELETE: roles.DELETE,
+    Job.Action.IMPORT_UPDATE: roles.EDIT,
+    Job.Action.IMPORT_CREATE: roles.CREATE,
 }
 PERMISSION_CHOICES = {"on": True, "off": False}
 
@@ -95,7 +100,7 @@ def selection_count(*, selection: Selection, scope: Scope) -> int:
 
 def actions_for(user) -> list[tuple[str, str]]:
     """The bulk actions ``user``'s role may run, as (value, label)."""
-    return [(action.value, action.label) for action in Job.Action
+    return [(action.value, action.label) for action in BULK_ACTIONS
             if user.has_perm(ACTION_PERMISSION[action])]
 
 
@@ -134,7 +139,7 @@ def action_params(action: str, data) -> dict:
         if not values:
             raise ActionError("allow_voice", "Choose at least one permission to turn on or off.")
         return {"permissions": values}
-    if action in Job.Action.values:
+    if action in BULK_ACTIONS:
         return {}
     raise ActionError("action", "Choose a bulk action.")
 

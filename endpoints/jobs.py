@@ -15,6 +15,7 @@ until someone resumes it.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets as tokens
 import threading
@@ -27,7 +28,7 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from . import bulk, display, services, vobiz
+from . import bulk, display, links, services, spreadsheets, vobiz
 from .cache import coalesced_version_bumps, endpoint_cache_drop, endpoint_cache_put
 from .csvfiles import csv_text
 from .models import AuditEvent, Job, JobItem
@@ -126,6 +127,77 @@ def job_create(*, user, scope: Scope, selection: bulk.Selection, action: str, pa
     return job
 
 
+def _draft(*, user, scope: Scope, action: str, summary: str, params: dict) -> Job:
+    return Job.objects.create(
+        action=action, params=params, summary=summary[:300], created_by=user,
+        created_by_username=user.get_username(), status=Job.Status.DRAFT,
+        scope=None if scope.everything else sorted(scope.sub_accounts),
+        concurrency=max(1, int(_setting("JOB_CONCURRENCY", 4))))
+
+
+def _problems(plan) -> dict:
+    return {"problems": [[p.row, p.column, p.message] for p in plan.problems[:1000]],
+            "problem_count": len(plan.problems), "ignored": plan.ignored, "rows": plan.rows}
+
+
+def import_draft_update(*, user, scope: Scope, plan: spreadsheets.UpdatePlan) -> Job:
+    """An update import, previewed: a draft job whose items are the rows that change. It
+    runs only when someone presses Run (job_start)."""
+    with transaction.atomic():
+        job = _draft(user=user, scope=scope, action=Job.Action.IMPORT_UPDATE,
+                     summary=f"Update {len(plan.changes):,} endpoints from a spreadsheet",
+                     params={**_problems(plan), "unchanged": plan.unchanged})
+        JobItem.objects.bulk_create([
+            JobItem(job=job, position=n, row=line, endpoint_id=endpoint.endpoint_id,
+                    endpoint_username=endpoint.username[:255],
+                    sub_account=endpoint.sub_account,
+                    before=_snapshot({name: getattr(endpoint, name) for name in COMPARED}),
+                    changes=new)
+            for n, (line, endpoint, new, _old) in enumerate(plan.changes)], batch_size=1000)
+        job.total = len(plan.changes)
+        job.save(update_fields=["total"])
+    return job
+
+
+def import_draft_create(*, user, scope: Scope, plan: spreadsheets.CreatePlan) -> Job:
+    """An onboarding import, previewed: one draft item per valid row; a password given in
+    the file is kept only encrypted, until it is handed over."""
+    with transaction.atomic():
+        job = _draft(user=user, scope=scope, action=Job.Action.IMPORT_CREATE,
+                     summary=f"Create {len(plan.rows_to_create):,} endpoints from a "
+                             "spreadsheet", params=_problems(plan))
+        JobItem.objects.bulk_create([
+            JobItem(job=job, position=n, row=line, endpoint_id=f"row:{line}",
+                    endpoint_username=data["username"][:255],
+                    sub_account=data.get("sub_account", ""), changes=data,
+                    secret=seal_json({"password": password}) if password else "")
+            for n, (line, data, password) in enumerate(plan.rows_to_create)],
+            batch_size=1000)
+        job.total = len(plan.rows_to_create)
+        job.save(update_fields=["total"])
+    return job
+
+
+def job_start(*, job: Job, user, links_wanted: bool = False) -> bool:
+    """Run a previewed import (only its author can). False when it is not a draft any more
+    (a second click, a replayed form)."""
+    params = dict(job.params)
+    if job.action == Job.Action.IMPORT_CREATE:
+        params["links"] = bool(links_wanted)
+    if not Job.objects.filter(pk=job.pk, status=Job.Status.DRAFT, created_by=user).update(
+            status=Job.Status.QUEUED, queued_at=timezone.now(), params=params):
+        return False
+    job_enqueue(job_id=job.pk)
+    return True
+
+
+def drafts_forget(*, older_than: timedelta = timedelta(days=1)) -> int:
+    """Drop import previews nobody ran (with any password a file held)."""
+    count, _ = Job.objects.filter(status=Job.Status.DRAFT,
+                                  created_at__lt=timezone.now() - older_than).delete()
+    return count
+
+
 def job_enqueue(*, job_id: int) -> None:
     """Hand the job to the task queue (any backend; the job's rows are the truth)."""
     from .tasks import run_job
@@ -174,8 +246,11 @@ class _Outcome:
     counts_as_failure: bool = False  # towards "Vobiz appears to be down"
 
 
-def _target_reached(job: Job, remote: RemoteEndpoint) -> bool:
+def _target_reached(job: Job, remote: RemoteEndpoint, item: JobItem | None = None) -> bool:
     """Whether the endpoint already is what the job would make it."""
+    if job.action == Job.Action.IMPORT_UPDATE and item is not None:
+        return all(services._remote_value(remote, name) == value
+                   for name, value in item.changes.items())
     if job.action == Job.Action.SET_APPLICATION:
         return remote.app_id == job.params["app_id"]
     if job.action == Job.Action.DETACH_APPLICATION:
@@ -214,11 +289,15 @@ def _write(job: Job, item: JobItem, remote: RemoteEndpoint, scope: Scope, client
                         f"{devices} device(s) signed out." if devices else "")
     elif job.action == Job.Action.DELETE:
         services.endpoint_delete(**common)
+    elif job.action == Job.Action.IMPORT_UPDATE:
+        services.endpoint_update(changes=dict(item.changes), **common)
     return _Outcome(JobItem.State.DONE)
 
 
 def _process(job: Job, item: JobItem, scope: Scope, client) -> _Outcome:
     """Re-read the endpoint live, decide, write once. Raises _RateLimited on a 429."""
+    if job.action == Job.Action.IMPORT_CREATE:
+        return _create(job, item, scope, client)
     try:
         try:
             remote = client.get_endpoint(item.endpoint_id)
@@ -234,7 +313,7 @@ def _process(job: Job, item: JobItem, scope: Scope, client) -> _Outcome:
             # A runner died while this item was in progress: the write may have been sent.
             if job.action == Job.Action.RESET_PASSWORD:
                 return _Outcome(JobItem.State.UNCERTAIN, UNCERTAIN_RESET)
-            if _target_reached(job, remote):
+            if _target_reached(job, remote, item):
                 endpoint_cache_put(remote)
                 services._audit(user=job.created_by, action=_audit_action(job),
                                 endpoint_id=item.endpoint_id,
@@ -248,9 +327,10 @@ def _process(job: Job, item: JobItem, scope: Scope, client) -> _Outcome:
         elif _changed_since_preview(item, remote):
             endpoint_cache_put(remote)
             return _Outcome(JobItem.State.SKIPPED, CHANGED_ELSEWHERE)
-        if _target_reached(job, remote):
+        if _target_reached(job, remote, item):
             endpoint_cache_put(remote)
-            return _Outcome(JobItem.State.SKIPPED, bulk.SKIP_REASONS.get(job.action, ""))
+            return _Outcome(JobItem.State.SKIPPED, bulk.SKIP_REASONS.get(job.action,
+                                                                         "Nothing to change"))
         return _write(job, item, remote, scope, client)
     except VobizError as exc:
         if isinstance(exc, VobizUnavailable) and exc.status == 429:
@@ -266,7 +346,66 @@ def _audit_action(job: Job) -> str:
             Job.Action.DETACH_APPLICATION: "detach_application",
             Job.Action.SET_PERMISSIONS: "update",
             Job.Action.RESET_PASSWORD: "password_reset",
-            Job.Action.DELETE: "delete"}[job.action]
+            Job.Action.DELETE: "delete",
+            Job.Action.IMPORT_UPDATE: "update",
+            Job.Action.IMPORT_CREATE: "create"}[job.action]
+
+
+UNCERTAIN_CREATE = ("The worker stopped while creating this endpoint: it may or may not exist. "
+                    "Look for {username} in the list before creating it again.")
+
+
+def _create(job: Job, item: JobItem, scope: Scope, client) -> _Outcome:
+    """One row of an onboarding spreadsheet: created once (a create is never re-sent: Vobiz
+    rewrites usernames, so a second POST is a second endpoint), its password kept encrypted
+    for the one-time hand-over, and a view-once link made when the job asked for them."""
+    typed = item.changes.get("username", "")
+    if item.in_doubt:
+        return _Outcome(JobItem.State.UNCERTAIN, UNCERTAIN_CREATE.format(username=typed))
+    sealed = _unseal_json(item.secret) if item.secret else {}
+    password = sealed.get("password") or generate_password()
+    # Kept before it is sent: the hand-over must work even if the worker dies right after.
+    JobItem.objects.filter(pk=item.pk).update(secret=seal_json({"password": password}))
+    try:
+        outcome = services.endpoint_create(user=job.created_by, scope=scope, client=client,
+                                           data={**item.changes, "password": password})
+    except services.OutOfScope:
+        return _Outcome(JobItem.State.FAILED, "The sub-account is outside the scope of the "
+                                              "person who ran the job.")
+    except VobizError as exc:
+        if isinstance(exc, VobizUnavailable) and exc.status == 429:
+            raise _RateLimited(exc.retry_after or 5.0) from exc
+        if exc.uncertain:
+            return _Outcome(JobItem.State.UNCERTAIN, UNCERTAIN_CREATE.format(username=typed))
+        JobItem.objects.filter(pk=item.pk).update(secret="")
+        fields = getattr(exc, "field_errors", {}) or {}
+        detail = "; ".join(f"{k}: {v}" for k, v in fields.items())
+        return _Outcome(JobItem.State.FAILED, f"{exc.message} {detail}".strip(),
+                        counts_as_failure=isinstance(exc, VobizUnavailable | VobizAuthError))
+    endpoint = outcome.endpoint
+    hand_over = {"password": password}
+    if job.params.get("links"):
+        hand_over["link"] = links.link_create(endpoint=endpoint, password=password, job=job,
+                                              user=job.created_by)
+    JobItem.objects.filter(pk=item.pk).update(
+        endpoint_id=endpoint.endpoint_id, endpoint_username=endpoint.username[:255],
+        sub_account=endpoint.sub_account, secret=seal_json(hand_over))
+    notes = [f"Stored as {endpoint.username}." if outcome.username_rewritten else "",
+             ("Not kept by Vobiz: " + "; ".join(outcome.not_kept) + ".")
+             if outcome.not_kept else "", outcome.unverified]
+    return _Outcome(JobItem.State.DONE, " ".join(n for n in notes if n))
+
+
+def seal_json(data: dict) -> str:
+    return seal(json.dumps(data))
+
+
+def _unseal_json(token: str) -> dict:
+    text = unseal(token)
+    try:
+        return json.loads(text) if text else {}
+    except ValueError:
+        return {}
 
 
 def _next_item(job_id: int, skip: set[int]) -> JobItem | None:
@@ -396,8 +535,8 @@ def _finish(job_id: int, token: str) -> None:
     elif job.status == Job.Status.RUNNING and not JobItem.objects.filter(
             job_id=job_id, state__in=[JobItem.State.PENDING, JobItem.State.RUNNING]).exists():
         extra = {}
-        if job.action == Job.Action.RESET_PASSWORD and JobItem.objects.filter(
-                job_id=job_id).exclude(secret="").exists():
+        if job.action in (Job.Action.RESET_PASSWORD, Job.Action.IMPORT_CREATE) and \
+                JobItem.objects.filter(job_id=job_id).exclude(secret="").exists():
             extra["credentials_until"] = now + timedelta(
                 seconds=_setting("JOB_CREDENTIALS_SECONDS", 3600))
         Job.objects.filter(pk=job_id).update(status=Job.Status.DONE, finished_at=now,
@@ -491,14 +630,14 @@ class CredentialsRefused(Exception):
 
 
 CREDENTIALS_HEADER = ["username", "password", "sip_domain", "udp_tcp_port", "tls_port",
-                      "endpoint_id", "note"]
+                      "endpoint_id", "note", "setup_link"]
 
 
-def credentials_take(*, job: Job, user) -> str:
+def credentials_take(*, job: Job, user, link_base: str = "") -> str:
     """The bulk reset's new passwords as CSV text, once, for the person who ran the job,
     within the hand-over window; the passwords are wiped as they are handed over and the
     download is audited. Raises CredentialsRefused otherwise."""
-    if job.action != Job.Action.RESET_PASSWORD:
+    if job.action not in (Job.Action.RESET_PASSWORD, Job.Action.IMPORT_CREATE):
         raise CredentialsRefused("This job set no passwords.")
     if job.created_by_id != user.pk:
         raise CredentialsRefused("Only the person who ran the job can download its passwords.")
@@ -519,13 +658,18 @@ def credentials_take(*, job: Job, user) -> str:
     domain = display.sip_domain()
     rows = []
     for item in JobItem.objects.filter(job=job).exclude(secret="").order_by("position"):
-        password = unseal(item.secret)
-        if password is None:
+        sealed = _unseal_json(item.secret) if job.action == Job.Action.IMPORT_CREATE else {
+            "password": unseal(item.secret)}
+        password = sealed.get("password")
+        if not password or item.state not in (JobItem.State.DONE, JobItem.State.UNCERTAIN):
             continue
+        if job.action == Job.Action.IMPORT_CREATE and item.state != JobItem.State.DONE:
+            continue  # no endpoint (as far as we know): no credentials to hand over
         note = "" if item.state == JobItem.State.DONE else \
             "uncertain: may not be active; reset again to be sure"
+        link = f"{link_base}{sealed['link']}/" if sealed.get("link") and link_base else ""
         rows.append([item.endpoint_username, password, domain, display.SIP_PORTS["udp"],
-                     display.SIP_PORTS["tls"], item.endpoint_id, note])
+                     display.SIP_PORTS["tls"], item.endpoint_id, note, link])
     JobItem.objects.filter(job=job).exclude(secret="").update(secret="")
     services._audit(user=user, action="credentials_download", outcome=AuditEvent.Outcome.DONE,
                     job=job, message=f"Downloaded the {len(rows)} new password(s) of job "

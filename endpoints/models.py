@@ -257,8 +257,12 @@ class Job(models.Model):
         SET_PERMISSIONS = "set_permissions", "Set voice / message / video"
         RESET_PASSWORD = "reset_password", "Reset passwords"
         DELETE = "delete", "Delete endpoints"
+        IMPORT_UPDATE = "import_update", "Update from a spreadsheet"
+        IMPORT_CREATE = "import_create", "Create from a spreadsheet"
 
     class Status(models.TextChoices):
+        # An import being previewed: nothing runs, nothing reaches Vobiz, until Run.
+        DRAFT = "draft", "Preview"
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
         PAUSED = "paused", "Paused"
@@ -321,6 +325,11 @@ class JobItem(models.Model):
     # What the preview saw (alias, application, permissions): the worker skips an endpoint
     # that changed at Vobiz since.
     before = models.JSONField(default=dict, blank=True)
+    # This endpoint's own target values (an import: {"alias": ..., "application": ...}; a
+    # create: the new endpoint's fields, never its password). Empty for a bulk action,
+    # whose target is the job's params.
+    changes = models.JSONField(default=dict, blank=True)
+    row = models.PositiveIntegerField(null=True, blank=True)  # its line in the spreadsheet
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     message = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -355,3 +364,41 @@ class Schedule(models.Model):
 
     def __str__(self):
         return f"{self.name}: next {self.next_run_at}"
+
+
+class CredentialLink(models.Model):
+    """A view-once link that hands one new endpoint's SIP settings and password to the
+    person setting up the device. The token (128+ random bits) is stored only as a hash; the
+    password only encrypted (endpoints.secrets), and only until the link is opened, expires
+    or is revoked."""
+
+    token_hash = models.CharField(max_length=64, unique=True)
+    endpoint_id = models.CharField(max_length=32, db_index=True)
+    endpoint_username = models.CharField(max_length=255)
+    sub_account = models.CharField(max_length=64, blank=True)
+    secret = models.TextField(blank=True)
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL,
+                            related_name="credential_links")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    opened_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by_username = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"link for {self.endpoint_username} ({self.state})"
+
+    @property
+    def state(self) -> str:
+        if self.opened_at:
+            return "opened"
+        if self.revoked_at:
+            return "revoked"
+        if self.expires_at <= timezone.now():
+            return "expired"
+        return "active"

@@ -2,6 +2,7 @@
 (``run_after``), then hands dead jobs to a live worker, wipes bulk-reset passwords whose
 hand-over window passed, and queues a sync when the last one is older than the interval.
 
+Also: expired view-once links' passwords wiped, import previews nobody ran forgotten.
 ``schedule_start`` (``manage.py start_periodic``, run when a worker starts) begins a new
 chain and retires any older one: a tick whose token is not the Schedule row's ends at once,
 so two workers starting at the same time still tick once.
@@ -16,7 +17,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from . import jobs, sync
+from . import jobs, links, sync
 from .models import Schedule
 
 logger = logging.getLogger(__name__)
@@ -59,4 +60,6 @@ def tick(*, token: str) -> None:
     if resumed:
         logger.info("periodic: handed jobs %s to a live worker", resumed)
     jobs.credentials_expire()
+    links.links_expire()
+    jobs.drafts_forget()
     sync.sync_enqueue_if_due()

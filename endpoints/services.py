@@ -29,7 +29,7 @@ from .vobiz import (
     VobizNotFound,
 )
 
-EDITABLE_FIELDS = ("alias", *EDITABLE_PERMISSIONS)
+EDITABLE_FIELDS = ("alias", *EDITABLE_PERMISSIONS, "application")
 
 
 class WriteNotApplied(VobizError):
@@ -277,6 +277,19 @@ def _remote_from_create(created: vobiz.CreateResult, body: dict) -> RemoteEndpoi
     return vobiz.parse_endpoint(record)
 
 
+def _update_body(changes: dict) -> dict:
+    """The update API's body: the application goes out as both ``app_id`` and
+    ``application`` (docs/vobiz-api.md: the live API honours the first, the docs name the
+    second), as an integer when it is all digits; "" detaches."""
+    body = {k: v for k, v in changes.items() if k != "application"}
+    if "application" in changes:
+        app_id = changes["application"]
+        value = vobiz.app_id_value(app_id) if app_id else None
+        body.update({"app_id": value, "application": value} if app_id else
+                    {"app_id": "", "application": None})
+    return body
+
+
 def _remote_value(remote: RemoteEndpoint, name: str):
     if name == "alias":
         return remote.alias
@@ -297,7 +310,8 @@ def endpoint_update(
     job=None,
     client: vobiz.VobizClient | None = None,
 ) -> Endpoint:
-    """Apply the editable fields in ``changes`` (alias and the three editable permissions).
+    """Apply the editable fields in ``changes`` (alias, the three editable permissions and,
+    for an import, the application) in one update.
 
     ``seen`` holds the values the user's form started from; if Vobiz now has something else
     for a field the user edited, EditConflict is raised and nothing is sent. Fields the user
@@ -330,7 +344,7 @@ def endpoint_update(
         if not to_send:
             record.message = "Nothing changed."
             return endpoint_cache_put(current)
-        client.update_endpoint(endpoint_id, to_send)
+        client.update_endpoint(endpoint_id, _update_body(to_send))
         after = client.get_endpoint(endpoint_id)
         endpoint = endpoint_cache_put(after)
         # A field the read-back does not report cannot be checked: skipped, not failed.
@@ -395,10 +409,7 @@ def endpoint_application_set(
         record.changes = {"application": [before.app_id or None, app_id or None]}
         if before.app_id == app_id:
             return endpoint_cache_put(before)
-        value = vobiz.app_id_value(app_id) if app_id else None
-        payload = {"app_id": value, "application": value} if app_id else {
-            "app_id": "", "application": None}
-        client.update_endpoint(endpoint_id, payload)
+        client.update_endpoint(endpoint_id, _update_body({"application": app_id}))
         after = client.get_endpoint(endpoint_id)
         endpoint = endpoint_cache_put(after)
         if after.app_id != app_id:

@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from .views import browse, bulk, manage, staff
+from .views import browse, bulk, manage, spreadsheets, staff
 
 
 class EndpointIdConverter:
@@ -35,6 +35,12 @@ urlpatterns = [
     path("jobs/<int:job_id>/retry/", bulk.job_retry, name="job_retry"),
     path("jobs/<int:job_id>/resume/", bulk.job_resume, name="job_resume"),
     path("jobs/<int:job_id>/passwords/", bulk.job_credentials, name="job_credentials"),
+    path("export.csv", spreadsheets.export_csv, name="export"),
+    path("imports/update/", spreadsheets.import_update, name="import_update"),
+    path("imports/create/", spreadsheets.import_create, name="import_create"),
+    path("imports/<int:job_id>/", spreadsheets.import_preview, name="import_preview"),
+    path("imports/<int:job_id>/run/", spreadsheets.import_run, name="import_run"),
+    path("setup/<str:token>/", spreadsheets.setup_link, name="setup_link"),
     path("staff/", staff.staff_list, name="staff"),
     path("staff/<int:user_id>/scope/", staff.staff_scope_edit, name="staff_scope"),
     path("staff/sub-accounts/", staff.sub_account_name_edit, name="sub_account_name"),
@@ -47,4 +53,6 @@ urlpatterns = [
     path("endpoints/<eid:endpoint_id>/application/", manage.endpoint_application,
          name="application"),
     path("endpoints/<eid:endpoint_id>/delete/", manage.endpoint_delete, name="delete"),
+    path("endpoints/<eid:endpoint_id>/links/<int:link_id>/revoke/", spreadsheets.link_revoke,
+         name="link_revoke"),
 ]

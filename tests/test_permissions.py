@@ -30,6 +30,20 @@ ROUTES = [
     ("staff", False, ("GET",), "staff", None),
     ("staff_scope", "user", ("GET", "POST"), "staff", "staff"),
     ("sub_account_name", False, ("POST",), None, "staff"),
+    ("selection", False, ("POST",), None, "view"),
+    ("bulk_preview", False, ("GET",), "view", None),
+    ("bulk_run", False, ("POST",), None, "view"),
+    ("jobs", False, ("GET",), "view", None),
+    ("job", "job", ("GET",), "view", None),
+    ("job_cancel", "job", ("POST",), None, "view"),
+    ("job_retry", "job", ("POST",), None, "view"),
+    ("job_resume", "job", ("POST",), None, "view"),
+    ("job_credentials", "job", ("POST",), None, "view"),
+    ("export", False, ("GET",), "view", None),
+    ("import_update", False, ("GET", "POST"), "edit", "edit"),
+    ("import_create", False, ("GET", "POST"), "create", "create"),
+    ("import_preview", "job", ("GET",), "view", None),
+    ("import_run", "job", ("POST",), None, "view"),
 ]
 
 SUPPORT = {"view", "audit", "edit", "reset_password", "manage_application"}
@@ -49,7 +63,7 @@ def users(db, support_user, admin_user_role, superuser):
 
 
 def _url(name, with_id, endpoint_id):
-    if with_id == "user":  # a staff member's page: the first user's (any id will do)
+    if with_id in ("user", "job"):  # a staff member's or a job's page (any id will do)
         return reverse(f"endpoints:{name}", args=[1])
     return reverse(f"endpoints:{name}", args=[endpoint_id] if with_id else [])
 

@@ -16,6 +16,7 @@ from django.contrib.auth.decorators import permission_required
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
@@ -126,6 +127,9 @@ def _list_context(request) -> dict:
         "pager": pager(page, last_page),
         "counts": counts,
         "list_url": request.get_full_path(),
+        "list_query": urlencode({k: v for k, v in filters.items()
+                                 if v and k in ("q", "match", "alias_match", "app", "sub",
+                                                "status")}),
         "list_path": reverse("endpoints:list"),
         "sync": sync,
         "sync_polling": sync_is_pending(sync),

@@ -137,7 +137,7 @@ def selection_update(request):
 def _action(request, data) -> tuple[str, dict]:
     """The requested action and its parameters; 403 when the role may not run it."""
     action = str(data.get("action") or "")
-    if action not in Job.Action.values:
+    if action not in bulk.BULK_ACTIONS:
         raise Http404("No such bulk action.")
     if not request.user.has_perm(bulk.ACTION_PERMISSION[action]):
         raise PermissionDenied("Your role may not run this bulk action.")
@@ -216,10 +216,12 @@ def bulk_run(request):
 
 
 def _visible_jobs(request):
-    """The jobs the user may see: their own, or every job when they see all endpoints."""
+    """The jobs the user may see: their own, or every job when they see all endpoints;
+    never an import still being previewed (that is its author's draft)."""
+    jobs_ = Job.objects.exclude(status=Job.Status.DRAFT)
     if request_scope(request).everything:
-        return Job.objects.all()
-    return Job.objects.filter(created_by=request.user)
+        return jobs_
+    return jobs_.filter(created_by=request.user)
 
 
 def _job_or_404(request, job_id: int) -> Job:
@@ -290,7 +292,7 @@ def job_detail(request, job: Job):
         "outcomes": OUTCOME_FILTERS, "pager": pager(page, last), "active": active,
         "no_worker": job.status == Job.Status.QUEUED and worker_missing(job.queued_at),
         "can_act": request.user.has_perm(bulk.ACTION_PERMISSION[job.action]),
-        "credentials": job.action == Job.Action.RESET_PASSWORD
+        "credentials": job.action in (Job.Action.RESET_PASSWORD, Job.Action.IMPORT_CREATE)
         and job.created_by_id == request.user.pk,
         "credentials_open": job.credentials_until is not None
         and job.credentials_until > timezone.now() and job.credentials_downloaded_at is None,
@@ -360,7 +362,8 @@ def job_resume(request, job: Job):
 def job_credentials(request, job: Job):
     """The bulk reset's new passwords, as a CSV, once (then they are gone)."""
     try:
-        text = jobs.credentials_take(job=job, user=request.user)
+        text = jobs.credentials_take(job=job, user=request.user,
+                                     link_base=request.build_absolute_uri("/setup/"))
     except jobs.CredentialsRefused as exc:
         return _after(request, job, str(exc), messages.error)
     response = HttpResponse(text, content_type="text/csv; charset=utf-8")

@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh
 
-from .. import display, roles, selectors, services
+from .. import display, links, roles, selectors, services
 from ..forms import (
     ApplicationForm,
     EndpointCreateForm,
@@ -128,6 +128,7 @@ def _detail_context(request, endpoint, *, notice: str = "", reveal: dict | None 
         "sub_account_label": sub_account_label(endpoint.sub_account,
                                                selectors.sub_account_names()),
         "events": _audit_events(request, endpoint.endpoint_id),
+        "links": links.links_for_endpoint(endpoint_id=endpoint.endpoint_id),
         "reveal": reveal,
     }
 
