@@ -73,6 +73,9 @@ TARGET_PREVIEW_MS = 300.0
 TARGET_BULK_1000_S = 30.0
 TARGET_ENQUEUE_S = 2.0
 TARGET_JOB_SLOWDOWN = 1.10
+TARGET_EXPORT_S = 10.0
+TARGET_EXPORT_MB = 50.0
+TARGET_IMPORT_PREVIEW_S = 5.0
 
 
 def database_url(database: str, *, naive: bool = False, template: bool = False) -> str:
@@ -200,7 +203,10 @@ class Sandbox:
         env = {**env, "DJANGO_DEBUG": "true"}  # runsandbox refuses to run with DEBUG off
         self.http = requests.Session()
         self.proc = subprocess.Popen(  # noqa: S603
-            [PYTHON, "manage.py", "runsandbox", "127.0.0.1:0", "--endpoints", "0",
+            # Niced: it stands in for Vobiz, whose CPU is not on our host; under contention
+            # (a job running while the list is measured) the web process comes first.
+            ["nice", "-n", "19", PYTHON, "manage.py", "runsandbox", "127.0.0.1:0",
+             "--endpoints", "0",
              "--applications", str(APPLICATIONS), "--seed", str(SEED)],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
@@ -676,7 +682,7 @@ def _worker(env: dict[str, str]) -> subprocess.Popen:
     # At a lower priority than the web process, as the README advises for a worker that
     # shares a host with web processes (here also with the sandbox standing in for Vobiz).
     return subprocess.Popen(  # noqa: S603
-        ["nice", "-n", "10", PYTHON, "manage.py", "db_worker", "--interval", "0.1",
+        ["nice", "-n", "19", PYTHON, "manage.py", "db_worker", "--interval", "0.1",
          "--no-startup-delay"],
         cwd=ROOT, env=worker_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -777,14 +783,16 @@ def measure_bulk(sandbox: Sandbox, env: dict[str, str], *, runs: int) -> dict[st
         # 3. The list while a job runs, against the list at rest.
         def fragment_median() -> float:
             samples = []
-            for _ in range(max(runs, 7)):
+            for _ in range(max(2 * runs, 15)):
                 started = time.perf_counter()
                 client.get("/", **hx)
                 samples.append((time.perf_counter() - started) * 1000)
             return _median(samples)
 
+        # At rest before and after the job (this machine's speed drifts within minutes),
+        # against the job's busiest part: just after it starts.
         client.get("/", **hx)
-        at_rest = fragment_median()
+        rest_before = fragment_median()
         ids = list(Endpoint.objects.order_by("-id").values_list("endpoint_id", flat=True)[:5000])
         busy_job = _job(bulk.Selection(ids=frozenset(ids)), "set_permissions",
                         {"permissions": {"allow_message": False}})
@@ -792,12 +800,81 @@ def measure_bulk(sandbox: Sandbox, env: dict[str, str], *, runs: int) -> dict[st
             time.sleep(0.05)
         during = fragment_median()
         still_running = Job.objects.filter(pk=busy_job.pk, status=Job.Status.RUNNING).exists()
-        out["list_during_job"] = {"at_rest_ms": at_rest, "during_job_ms": during,
+        jobs.job_cancel(job=busy_job)
+        deadline = time.monotonic() + 60
+        while (Job.objects.filter(pk=busy_job.pk, status=Job.Status.RUNNING).exists()
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        client.get("/", **hx)
+        rest_after = fragment_median()
+        at_rest = (rest_before + rest_after) / 2
+        out["list_during_job"] = {"at_rest_ms": round(at_rest, 2), "during_job_ms": during,
+                                  "at_rest_before_ms": rest_before,
+                                  "at_rest_after_ms": rest_after,
                                   "ratio": round(during / at_rest, 3) if at_rest else None,
                                   "job_still_running": still_running}
-        jobs.job_cancel(job=busy_job)
     finally:
         _stop(worker)
+    return out
+
+
+# --- spreadsheets -------------------------------------------------------------------------
+
+
+def _rss_mb() -> float:
+    """This process's resident memory now (not its peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure_spreadsheets() -> dict[str, Any]:
+    """The export of every endpoint (streamed: time, and how much the web process's memory
+    grows while it streams), and the preview of a 10,000-row update import."""
+    import csv
+    import io
+    import re
+
+    from django.contrib.auth import get_user_model
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.test import Client
+
+    client = Client()
+    client.force_login(get_user_model().objects.get(username="bench"))
+    before = peak = _rss_mb()
+    started = time.perf_counter()
+    response = client.get("/export.csv")
+    rows = 0
+    chunks = []
+    for n, chunk in enumerate(response.streaming_content):
+        rows += 1
+        if n < 10_001:
+            chunks.append(chunk)  # the first 10,000 rows make the import below
+        if n % 2000 == 0:
+            peak = max(peak, _rss_mb())
+    export_s = time.perf_counter() - started
+    out = {"export": {"rows": rows - 1, "seconds": round(export_s, 2),
+                      "rss_growth_mb": round(peak - before, 1)}}
+
+    text = b"".join(chunks).decode("utf-8").lstrip("\ufeff")
+    sheet = list(csv.DictReader(io.StringIO(text)))
+    for n, row in enumerate(sheet):
+        if n % 10 == 0:
+            row["alias"] = f"Bench-Edit-{n}"
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(sheet[0]))
+    writer.writeheader()
+    writer.writerows(sheet)
+    started = time.perf_counter()
+    response = client.post("/imports/update/", {"file": SimpleUploadedFile(
+        "bench.csv", buffer.getvalue().encode(), "text/csv")})
+    page = client.get(response["Location"]) if response.status_code == 302 else response
+    preview_s = time.perf_counter() - started
+    changes = re.search(r"Run on ([\d,]+) endpoint", page.content.decode())
+    out["import_preview"] = {"rows": len(sheet), "seconds": round(preview_s, 2),
+                             "changes": changes.group(1) if changes else None,
+                             "status": page.status_code}
     return out
 
 
@@ -895,6 +972,8 @@ def run_worker(database: str, sizes: list[int], runs: int, naive_max: int,
             if size == max(sizes):
                 log(f"[{database}] {size:,}: bulk work (preview, a job on a worker)")
                 entry["bulk"] = measure_bulk(sandbox, env, runs=runs)
+                log(f"[{database}] {size:,}: spreadsheets (export, import preview)")
+                entry["sheets"] = measure_spreadsheets()
             entry["load_after_browsing"] = [round(x, 2) for x in os.getloadavg()]
             out["sizes"][str(size)] = entry
             connection.close()
@@ -1084,6 +1163,20 @@ def evaluate_targets(report: dict[str, Any]) -> list[str]:
                 f"{name} {n}: list fragment while a job runs <= {TARGET_JOB_SLOWDOWN:.2f}x "
                 f"at rest ({during['during_job_ms']:.1f} vs {during['at_rest_ms']:.1f} ms; "
                 f"job still running when measured: {during['job_still_running']})"))
+        sheets = entry.get("sheets")
+        if sheets:
+            export = sheets["export"]
+            verdicts.append(_verdict(
+                export["seconds"] < TARGET_EXPORT_S and export["rss_growth_mb"] < TARGET_EXPORT_MB,
+                f"{name} {n}: export of {export['rows']:,} endpoints < {TARGET_EXPORT_S:.0f} s, "
+                f"memory growth < {TARGET_EXPORT_MB:.0f} MB ({export['seconds']:.1f} s, "
+                f"{export['rss_growth_mb']:.1f} MB)"))
+            preview = sheets["import_preview"]
+            verdicts.append(_verdict(
+                preview["seconds"] < TARGET_IMPORT_PREVIEW_S,
+                f"{name} {n}: preview of a {preview['rows']:,}-row import < "
+                f"{TARGET_IMPORT_PREVIEW_S:.0f} s ({preview['seconds']:.1f} s, "
+                f"{preview['changes']} changes)"))
         by_size = entry["browse"]["queries_by_page_size"]
         verdicts.append(_verdict(
             len(set(by_size.values())) == 1,
