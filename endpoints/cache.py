@@ -20,6 +20,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from . import history
 from .models import Application, Endpoint, SyncState
 from .vobiz import PERMISSIONS, RemoteApplication, RemoteEndpoint
 
@@ -42,6 +43,7 @@ ENDPOINT_COLUMNS = [
     "updated_at",
     "raw",
     "fingerprint",
+    "registration_key",
     "synced_at",
 ]
 
@@ -115,6 +117,7 @@ def _endpoint_row(remote: RemoteEndpoint, *, app_names: dict[str, str], now) -> 
         updated_at=remote.updated_at,
         raw=remote.raw,
         fingerprint=_fingerprint(remote),
+        registration_key=history.registration_key(remote),
         synced_at=now,
         **remote.permissions,
     )
@@ -172,13 +175,16 @@ def coalesced_version_bumps():
 
 def endpoint_cache_drop(endpoint_id: str) -> None:
     """Drop an endpoint Vobiz no longer has from the cache."""
-    deleted, _ = Endpoint.objects.filter(endpoint_id=endpoint_id).delete()
+    with transaction.atomic():
+        history.registration_removed([endpoint_id])
+        deleted, _ = Endpoint.objects.filter(endpoint_id=endpoint_id).delete()
     if deleted:
         cache_version_bump()
 
 
 def endpoint_cache_put(remote: RemoteEndpoint) -> Endpoint:
-    """Upsert one endpoint from a live read and return the cache row."""
+    """Upsert one endpoint from a live read and return the cache row (a change of its
+    registration goes into its history)."""
     app_name = remote.app_name
     if not app_name and remote.app_id:
         app_name = (
@@ -187,10 +193,18 @@ def endpoint_cache_put(remote: RemoteEndpoint) -> Endpoint:
         )
     row = _endpoint_row(remote, app_names={remote.app_id: app_name}, now=timezone.now())
     before = (Endpoint.objects.filter(endpoint_id=remote.endpoint_id)
-              .values_list("fingerprint", flat=True).first())
-    Endpoint.objects.bulk_create(
-        [row], update_conflicts=True, unique_fields=["endpoint_id"], update_fields=ENDPOINT_COLUMNS
-    )
+              .values_list("fingerprint", "registration_key").first())
+    with transaction.atomic():
+        old = None
+        if before is None or before[1] != row.registration_key:
+            old = history.registration_olds([remote.endpoint_id]).get(remote.endpoint_id)
+        Endpoint.objects.bulk_create(
+            [row], update_conflicts=True, unique_fields=["endpoint_id"],
+            update_fields=ENDPOINT_COLUMNS,
+        )
+        if before is None or before[1] != row.registration_key:
+            history.registration_live_observe(old, remote)
+    before = before[0] if before else None
     # Opening an endpoint page re-reads it; only a real change invalidates the list's counts.
     if before != row.fingerprint:
         cache_version_bump()
@@ -233,8 +247,16 @@ class EndpointWriter:
         # What the cache holds now, read once: endpoint id -> fingerprint. One query instead
         # of one per batch (a 5,000-id IN list costs PostgreSQL ~100 ms to plan and run);
         # ~20 MB at 100,000 endpoints. Also what the final sweep compares against.
-        self.known = dict(Endpoint.objects.values_list("endpoint_id", "fingerprint")
-                          .iterator(chunk_size=10000))
+        # Each value is the fingerprint followed by the registration key (one string: half
+        # the memory of a pair), so a registration change is seen without reading the row.
+        self.known = {eid: fingerprint + key for eid, fingerprint, key in
+                      Endpoint.objects.values_list("endpoint_id", "fingerprint",
+                                                   "registration_key")
+                      .iterator(chunk_size=10000)}
+        self.now_at = now
+        # Before history began (the first complete sync), nothing is recorded.
+        self.record_history = history.history_since() is not None
+        self.history_events = 0
         ops = connection.ops
         quote = ops.quote_name
         self.app_names = app_names
@@ -288,6 +310,7 @@ class EndpointWriter:
             adapt(remote.updated_at) if remote.updated_at else None,
             raw_json,
             fingerprint,
+            history.registration_key(remote),
             self.now,
         )
 
@@ -297,28 +320,59 @@ class EndpointWriter:
         known = self.known
         rows = []
         created = updated = unchanged = 0
+        # Registration changes: endpoints new to the cache, and those whose key moved.
+        appeared: list[RemoteEndpoint] = []
+        moved: list[RemoteEndpoint] = []
+        record = self.record_history
         for remote in batch:
             raw_json = _raw_json(remote)
             fingerprint = _hash(raw_json)
             old = known.get(remote.endpoint_id)
             if old is None:
                 created += 1
-            elif old != fingerprint:
+            elif old[:32] != fingerprint:
                 updated += 1
             else:
                 unchanged += 1
                 continue
-            rows.append(self.values(remote, raw_json, fingerprint))
+            row = self.values(remote, raw_json, fingerprint)
+            rows.append(row)
+            if record:
+                if old is None:
+                    appeared.append(remote)
+                elif old[32:] != row[-2]:
+                    moved.append(remote)
         if not rows:
             return created, updated, unchanged
         with transaction.atomic():
+            olds = history.registration_olds(r.endpoint_id for r in moved) if moved else {}
             if self.postgres:
                 self._copy_and_upsert(rows)
             else:
                 with connection.cursor() as cursor:
                     cursor.executemany(self.sql, rows)
+            if appeared or moved:
+                self._record_history(appeared, moved, olds)
         cache_version_bump()  # after the commit: never hold the sync-state row during a write
         return created, updated, unchanged
+
+    def _record_history(self, appeared, moved, olds) -> None:
+        now = self.now_at
+        observations = []
+        for remote in appeared:
+            observation = history.registration_observe(None, remote, now=now)
+            if observation is not None:
+                observations.append(observation)
+        for remote in moved:
+            old = olds.get(remote.endpoint_id)
+            # A row written after this sync started (a live read) is newer than this page,
+            # and the upsert left it: so does its history.
+            if old is None or (old.synced_at and old.synced_at > now):
+                continue
+            observation = history.registration_observe(old, remote, now=now)
+            if observation is not None:
+                observations.append(observation)
+        self.history_events += history.history_record(observations)
 
     def _copy_and_upsert(self, rows: list[tuple]) -> None:
         import psycopg

@@ -66,6 +66,18 @@ class Endpoint(models.Model):
     raw = models.JSONField(default=dict)
     # Changes whenever anything we show changes; an incremental sync skips equal rows.
     fingerprint = models.CharField(max_length=64, blank=True)
+    # Changes whenever the registration does (registered or not, contact, device; not a
+    # renewal's new expiry): a sync compares it to know, without reading the old row, which
+    # rows changed registration (endpoints.history).
+    registration_key = models.CharField(max_length=16, blank=True)
+    # Registration history, kept by endpoints.history from what syncs and live reads observe.
+    # Since when the endpoint has been registered without a break (NULL when offline, or
+    # when it was already registered as history began: SyncState.history_since).
+    online_since = models.DateTimeField(null=True, blank=True)
+    # When an offline endpoint was last seen registered; NULL while it is registered (it is
+    # being seen) and for one never seen registered since history began.
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    last_drop_at = models.DateTimeField(null=True, blank=True)  # when it last went offline
     synced_at = models.DateTimeField()
 
     class Meta:
@@ -93,6 +105,13 @@ class Endpoint(models.Model):
             models.Index(fields=["sub_account", "id"], name="ep_sub_account"),
             models.Index(fields=["updated_at", "id"], name="ep_updated"),
             models.Index(F("app_id"), Upper("username"), F("id"), name="ep_app_username"),
+            # The "Last seen" sort: registered last ascending (they are being seen), and
+            # among the others "never seen" first, then the longest unseen; spelled with IS
+            # NOT NULL like the status sort so that one index serves it both ways. Also
+            # what the "Not seen for" filter reads.
+            models.Index(F("sip_registered"), IsNull(F("last_seen_at"), False),
+                         F("last_seen_at"), F("id"), name="ep_last_seen"),
+            models.Index(fields=["last_drop_at", "id"], name="ep_last_drop"),
         ]
         permissions = [
             ("reset_endpoint_password", "Can reset an endpoint's SIP password"),
@@ -160,6 +179,9 @@ class SyncState(models.Model):
     # Bumped by every write that changes the endpoint cache: the list's counts and choices
     # are cached per version (endpoints.selectors), so a write is seen at once everywhere.
     data_version = models.PositiveBigIntegerField(default=0)
+    # When registration history began: the first sync after it was installed took what it
+    # saw as the starting point and recorded no change for it (endpoints.history).
+    history_since = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
         return f"{self.name}: {self.status}"
@@ -402,3 +424,58 @@ class CredentialLink(models.Model):
         if self.expires_at <= timezone.now():
             return "expired"
         return "active"
+
+
+class RegistrationEvent(models.Model):
+    """One change of an endpoint's registration, as a sync or a live read observed it
+    (``endpoints.history``). An unchanged registration (a renewal) writes nothing. Each row
+    holds the registration as it was after the change (empty when it went offline); kept
+    REGISTRATION_HISTORY_DAYS. No foreign key: history outlives a deleted endpoint."""
+
+    class Kind(models.IntegerChoices):
+        ONLINE = 1, "Came online"
+        OFFLINE = 2, "Went offline"
+        DEVICE = 3, "Device changed"
+        ADDRESS = 4, "Registered from a new address"
+        CONTACT = 5, "Contact changed"
+        DELETED = 6, "Deleted while registered"
+
+    id = models.BigAutoField(primary_key=True)
+    endpoint_id = models.CharField(max_length=32)
+    sub_account = models.CharField(max_length=64, blank=True)
+    at = models.DateTimeField()
+    kind = models.PositiveSmallIntegerField(choices=Kind.choices)
+    contact = models.CharField(max_length=1000, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True)
+    received = models.CharField(max_length=255, blank=True)  # known from live reads only
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["endpoint_id", "at", "id"], name="reg_event_endpoint"),
+            models.Index(fields=["at"], name="reg_event_at"),  # pruning
+            # Drops per endpoint over a window (the overview's most flapping), from the index.
+            models.Index(fields=["kind", "at", "endpoint_id"], name="reg_event_kind"),
+        ]
+
+    def __str__(self):
+        return f"{self.endpoint_id} {self.get_kind_display()} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class RegistrationTally(models.Model):
+    """Per hour and sub-account, how many endpoints came online and went offline: what the
+    overview's chart is drawn from (30 days at 100,000 endpoints are millions of changes,
+    and at most 720 hours x sub-accounts of tallies). Kept with the history."""
+
+    hour = models.DateTimeField()
+    sub_account = models.CharField(max_length=64, blank=True)
+    came_online = models.PositiveIntegerField(default=0)
+    went_offline = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["hour", "sub_account"]
+        constraints = [models.UniqueConstraint(fields=["hour", "sub_account"],
+                                               name="reg_tally_hour_sub")]
+
+    def __str__(self):
+        return f"{self.hour:%Y-%m-%d %H:00} {self.sub_account or 'main'}: +{self.came_online} -{self.went_offline}"

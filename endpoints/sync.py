@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import vobiz
+from . import history, vobiz
 from .cache import (
     SYNC_NAME,
     UPSERT_BATCH,
@@ -59,6 +59,7 @@ class SyncResult:
     skipped: list = field(default_factory=list)  # (endpoint id or "?", reason)
     applications: int = 0
     deletions_postponed: bool = False
+    history_events: int = 0  # registration changes recorded
 
 
 def _claim_sync(triggered_by: str) -> SyncState:
@@ -132,9 +133,11 @@ def _sweep(*, known: dict[str, str], seen: set[str], now) -> int:
     gone = [eid for eid in known if eid not in seen]
     deleted = 0
     for start in range(0, len(gone), UPSERT_BATCH):
-        count, _ = Endpoint.objects.filter(
-            endpoint_id__in=gone[start:start + UPSERT_BATCH], synced_at__lt=now
-        ).delete()
+        chunk = Endpoint.objects.filter(endpoint_id__in=gone[start:start + UPSERT_BATCH],
+                                        synced_at__lt=now)
+        with transaction.atomic():
+            history.registration_removed(chunk.values_list("endpoint_id", flat=True))
+            count, _ = chunk.delete()
         deleted += count
     if deleted:
         cache_version_bump()
@@ -232,6 +235,9 @@ def endpoint_sync_all(
             result.deleted = _sweep(known=writer.known, seen=seen, now=now)
         else:
             result.deletions_postponed = True
+        result.history_events = writer.history_events
+        # The first complete walk is where registration history begins.
+        history.history_begin(now)
         _refresh_statistics(result)
     except BaseException as exc:
         message = exc.message if isinstance(exc, VobizError) else f"{type(exc).__name__}: {exc}"

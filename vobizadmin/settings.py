@@ -290,6 +290,8 @@ JOB_FAILURE_LIMIT = env.int("JOB_FAILURE_LIMIT", default=20)
 JOB_CREDENTIALS_SECONDS = env.int("JOB_CREDENTIALS_SECONDS", default=3600)
 # A view-once setup link (one new endpoint's settings and password) expires after this long.
 CREDENTIAL_LINK_HOURS = env.int("CREDENTIAL_LINK_HOURS", default=72)
+# Registration history (endpoints.history) is kept this long, pruned by the periodic task.
+REGISTRATION_HISTORY_DAYS = env.int("REGISTRATION_HISTORY_DAYS", default=90)
 
 # Error pages and error reports hide what views and services mark sensitive (SIP passwords)
 # in DEBUG too, not only in production.

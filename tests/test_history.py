@@ -1,0 +1,233 @@
+"""Registration history: what syncs and live reads record, against the sandbox over HTTP."""
+
+from datetime import timedelta
+
+import pytest
+
+from endpoints import history, sync
+from endpoints.models import Endpoint, RegistrationEvent, RegistrationTally, SyncState
+
+Kind = RegistrationEvent.Kind
+pytestmark = pytest.mark.django_db
+
+
+def _ids(sandbox, count=3):
+    body = sandbox.api("GET", "Endpoint/?limit=100").json()
+    return [o["endpoint_id"] for o in body["objects"][:count]]
+
+
+def _sync():
+    return sync.endpoint_sync_all(triggered_by="tests")
+
+
+def _events(endpoint_id=None):
+    qs = RegistrationEvent.objects.order_by("at", "id")
+    if endpoint_id:
+        qs = qs.filter(endpoint_id=endpoint_id)
+    return list(qs.values_list("endpoint_id", "kind"))
+
+
+@pytest.fixture
+def started(sandbox, clock):
+    """History begun: every device of the chosen endpoints pinned (renewing), then a first
+    sync, which is the starting point."""
+    ids = _ids(sandbox)
+    for eid in ids:
+        sandbox.register(eid, contact=f"sip:u{eid}@203.0.113.7:5060", user_agent="Yealink T54W",
+                         received="203.0.113.7:5060", expires_in=600, renew=True)
+    _sync()
+    return ids
+
+
+def test_the_first_sync_is_the_starting_point_and_records_nothing(sandbox, clock):
+    assert history.history_since() is None
+    result = _sync()
+    assert result.created == 30
+    assert RegistrationEvent.objects.count() == 0
+    assert RegistrationTally.objects.count() == 0
+    assert history.history_since() == SyncState.objects.get().started_at
+    registered = Endpoint.objects.filter(sip_registered=True)
+    assert registered.exists()
+    # Online before history began: since when is not known, and not made up.
+    assert not registered.filter(online_since__isnull=False).exists()
+
+
+def test_a_failed_first_sync_does_not_begin_history(sandbox, clock):
+    sandbox.fault(status=500, times=10, path="/Endpoint/")
+    with pytest.raises(Exception):  # noqa: B017,PT011 (a VobizError of some kind)
+        _sync()
+    assert history.history_since() is None
+
+
+def _registrations(sandbox) -> dict:
+    """The API's own view: endpoint id -> (registered, contact, user agent)."""
+    objects = sandbox.api("GET", "Endpoint/?limit=100").json()["objects"]
+    return {o["endpoint_id"]: (o["sip_registered"] == "true" or bool(o["sip_contact"]),
+                               o["sip_contact"], o["sip_user_agent"]) for o in objects}
+
+
+def test_nothing_is_recorded_when_nothing_changed(sandbox, clock, started):
+    # Renewals move every expiry (rows are rewritten) but change no registration; the only
+    # changes are the seeded devices that stop renewing and lapse, one event each.
+    before = _registrations(sandbox)
+    updated = 0
+    for _ in range(5):
+        clock.shift(600)
+        updated += _sync().updated
+        now = _registrations(sandbox)
+        assert {e for e, _ in _events()} == {e for e in now if now[e] != before[e]}
+    assert updated > len(_events())
+    assert all(kind == Kind.OFFLINE for _, kind in _events())
+    for eid in started:
+        assert not RegistrationEvent.objects.filter(endpoint_id=eid).exists()
+
+
+def test_going_offline_and_coming_back(sandbox, clock, started):
+    eid = started[0]
+    clock.shift(60)
+    sandbox.unregister(eid)
+    dropped_seen = clock.shift(0) or _now()
+    _sync()
+    row = Endpoint.objects.get(endpoint_id=eid)
+    assert not row.sip_registered
+    assert row.online_since is None
+    # Dated when it was seen gone: its registration still had minutes to run.
+    assert row.last_seen_at == row.last_drop_at == dropped_seen
+    assert _events(eid) == [(eid, Kind.OFFLINE)]
+
+    clock.shift(300)
+    sandbox.register(eid, contact=f"sip:u{eid}@203.0.113.7:5060", user_agent="Yealink T54W",
+                     expires_in=600, renew=True)
+    _sync()
+    row = Endpoint.objects.get(endpoint_id=eid)
+    assert row.sip_registered
+    assert row.online_since == _now()
+    assert row.last_seen_at is None  # being seen
+    assert row.last_drop_at == dropped_seen  # kept: "dropped in the last hour" still finds it
+    assert _events(eid) == [(eid, Kind.OFFLINE), (eid, Kind.ONLINE)]
+    online = RegistrationEvent.objects.get(endpoint_id=eid, kind=Kind.ONLINE)
+    assert online.user_agent == "Yealink T54W"
+    assert online.contact == f"sip:u{eid}@203.0.113.7:5060"
+
+
+def test_a_lapsed_registration_is_dated_at_its_expiry(sandbox, clock, started):
+    eid = started[1]
+    sandbox.register(eid, contact=f"sip:u{eid}@203.0.113.7:5060", user_agent="Yealink T54W",
+                     expires_in=120, renew=False)
+    _sync()  # the same device, a new expiry: no change
+    assert RegistrationEvent.objects.count() == 0
+    expiry = Endpoint.objects.get(endpoint_id=eid).sip_expires
+    clock.shift(600)  # the sync that notices comes long after the registration ran out
+    _sync()
+    assert Endpoint.objects.get(endpoint_id=eid).last_seen_at == expiry
+    assert RegistrationEvent.objects.get(endpoint_id=eid).at == expiry
+
+
+@pytest.mark.parametrize(("change", "kind"), [
+    ({"user_agent": "Zoiper v5.6.4"}, Kind.DEVICE),
+    ({"contact": "sip:u{eid}@198.51.100.99:5060"}, Kind.ADDRESS),
+    ({"contact": "sip:u{eid}@203.0.113.7:40001"}, Kind.CONTACT),
+])
+def test_another_device_address_or_contact_is_a_change(sandbox, clock, started, change, kind):
+    eid = started[0]
+    device = {"contact": f"sip:u{eid}@203.0.113.7:5060", "user_agent": "Yealink T54W",
+              "expires_in": 600, "renew": True}
+    device.update({k: v.format(eid=eid) for k, v in change.items()})
+    clock.shift(60)
+    sandbox.register(eid, **device)
+    _sync()
+    assert _events(eid) == [(eid, kind)]
+    row = Endpoint.objects.get(endpoint_id=eid)
+    assert row.online_since is None  # still online without a break, since before history
+    assert RegistrationTally.objects.count() == 0  # the registered count did not move
+
+
+def test_a_live_read_records_what_it_sees(sandbox, clock, started, client_vobiz):
+    from endpoints import services
+    from endpoints.scopes import EVERYTHING
+
+    eid = started[2]
+    sandbox.unregister(eid)
+    services.endpoint_fetch(endpoint_id=eid, scope=EVERYTHING, client=client_vobiz)
+    assert _events(eid) == [(eid, Kind.OFFLINE)]
+    _sync()  # the sync sees what the live read saw: nothing new
+    assert _events(eid) == [(eid, Kind.OFFLINE)]
+
+
+def test_an_endpoint_deleted_while_registered_leaves_the_count(sandbox, clock, started):
+    eid = started[0]
+    clock.shift(60)
+    assert sandbox.api("DELETE", f"Endpoint/{eid}/").status_code == 204
+    _sync()
+    assert _events(eid) == [(eid, Kind.DELETED)]
+    tally = RegistrationTally.objects.get()
+    assert (tally.came_online, tally.went_offline) == (0, 1)
+
+
+def test_a_new_endpoint_seen_registered_came_online(sandbox, clock, started):
+    created = sandbox.api("POST", "Endpoint/", json={
+        "username": "newphone", "password": "Secret-pass-1", "alias": "New"}).json()
+    eid = created["endpoint_id"]
+    sandbox.register(eid, user_agent="Grandstream GXP2170", expires_in=600, renew=True)
+    _sync()
+    assert _events(eid) == [(eid, Kind.ONLINE)]
+    assert Endpoint.objects.get(endpoint_id=eid).online_since == _now()
+
+
+def test_tallies_count_each_hour(sandbox, clock, started):
+    a, b, c = started
+    sandbox.unregister(a)
+    sandbox.unregister(b)
+    _sync()
+    clock.shift(3600)
+    sandbox.register(a, user_agent="Yealink T54W", expires_in=600, renew=True)
+    _sync()
+    tallies = {hour: (up, down) for hour, up, down in RegistrationTally.objects.values_list(
+        "hour", "came_online", "went_offline")}
+    # Each hour counts exactly its events (a seeded device that lapsed among them).
+    expected = {}
+    for at, kind in RegistrationEvent.objects.values_list("at", "kind"):
+        hour = at.replace(minute=0, second=0, microsecond=0)
+        up, down = expected.get(hour, (0, 0))
+        expected[hour] = (up + (kind == Kind.ONLINE), down + (kind in history.DROPS))
+    assert tallies == expected
+    assert _events(a) == [(a, Kind.OFFLINE), (a, Kind.ONLINE)]
+    assert _events(b) == [(b, Kind.OFFLINE)]
+    assert sum(up for up, _ in tallies.values()) == 1
+
+
+def test_pruning_keeps_exactly_the_retention_window(sandbox, clock, started, settings):
+    settings.REGISTRATION_HISTORY_DAYS = 2
+    eid = started[0]
+    for _ in range(6):  # a drop and a return every 12 hours, for three days
+        sandbox.unregister(eid)
+        _sync()
+        clock.shift(6 * 3600)
+        sandbox.register(eid, user_agent="Yealink T54W", expires_in=600, renew=True)
+        _sync()
+        clock.shift(6 * 3600)
+    kept_from = _now() - timedelta(days=2)
+    total = RegistrationEvent.objects.count()
+    older = RegistrationEvent.objects.filter(at__lt=kept_from).count()
+    assert older and total > older
+    assert history.history_prune() == older
+    assert RegistrationEvent.objects.count() == total - older
+    assert not RegistrationEvent.objects.filter(at__lt=kept_from).exists()
+    assert RegistrationEvent.objects.filter(at=kept_from).exists() or min(
+        RegistrationEvent.objects.values_list("at", flat=True)) >= kept_from
+    assert not RegistrationTally.objects.filter(hour__lt=kept_from - timedelta(hours=1)).exists()
+
+
+def test_contact_host():
+    assert history.contact_host("sip:alice@203.0.113.5:5060;transport=udp") == "203.0.113.5"
+    assert history.contact_host("<sips:alice@[2001:DB8::1]:5061>") == "2001:db8::1"
+    assert history.contact_host("192.168.1.20:5060") == "192.168.1.20"
+    assert history.contact_host("sip:abc@x1y2.invalid;transport=ws") == "x1y2.invalid"
+    assert history.contact_host("") == ""
+
+
+def _now():
+    from django.utils import timezone
+
+    return timezone.now()
+
