@@ -21,7 +21,7 @@ from .models import Application, Endpoint, Job
 from .scopes import Scope
 from .vobiz import EDITABLE_PERMISSIONS, PERMISSION_LABELS
 
-FILTER_KEYS = ("q", "match", "alias_match", "app", "sub", "status")
+FILTER_KEYS = selectors.FILTER_KEYS
 # Endpoints picked one by one: more than this is what "Select all matching" is for.
 MAX_PICKED = 5000
 PREVIEW_PAGE = 50

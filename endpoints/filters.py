@@ -25,8 +25,17 @@ STATUS_CHOICES = [
     (selectors.STATUS_NOT_REGISTERED, "Not registered"),
     (selectors.STATUS_EXPIRING, "Expiring within 5 min"),
 ]
+SEEN_CHOICES = [
+    ("", "Any"),
+    ("1h", "1 hour"),
+    ("24h", "24 hours"),
+    ("7d", "7 days"),
+    ("30d", "30 days"),
+    (selectors.NEVER_SEEN, "Never seen"),
+]
+DROPPED_CHOICES = [("", "Any time or never"), ("1h", "In the last hour")]
 FILTER_DEFAULTS = {"q": "", "match": "contains", "alias_match": "contains", "app": "",
-                   "sub": "", "status": ""}
+                   "sub": "", "status": "", "seen": "", "dropped": ""}
 
 
 class _GetForm(forms.Form):
@@ -64,6 +73,9 @@ class EndpointFilterForm(_GetForm):
     app = forms.ChoiceField(label="Application", required=False)
     sub = forms.ChoiceField(label="Sub-account", required=False)
     status = forms.ChoiceField(label="Registration", required=False, choices=STATUS_CHOICES)
+    seen = forms.ChoiceField(label="Not seen for", required=False, choices=SEEN_CHOICES,
+                             help_text="Offline and not seen registered for this long.")
+    dropped = forms.ChoiceField(label="Dropped", required=False, choices=DROPPED_CHOICES)
     per_page = forms.TypedChoiceField(label="Per page", required=False, coerce=int,
                                       choices=[(n, str(n)) for n in PAGE_SIZES])
 

@@ -275,3 +275,91 @@ def history_prune(*, now: datetime | None = None) -> int:
         deleted += len(ids)
     RegistrationTally.objects.filter(hour__lt=_utc_hour(cutoff)).delete()
     return deleted
+
+
+# --- reading: one endpoint's timeline -------------------------------------------------------
+
+TIMELINE_EVENTS = 500
+
+
+@dataclass
+class Period:
+    """One registration, unbroken, of one device at one contact."""
+
+    start: datetime | None  # None: before history began (or before the events shown)
+    end: datetime | None  # None: still registered
+    user_agent: str
+    contact: str
+    received: str
+    began_as: str  # what started it: "online", or the change (another device, address...)
+    ended_by: str = ""  # "offline", "deleted", or the change that replaced it
+
+
+@dataclass
+class Timeline:
+    periods: list[Period]  # newest first
+    drops_hour: int
+    drops_day: int
+    flapping: tuple[datetime, datetime, int] | None  # the worst hour in the last 24 h
+    # Another device or address, newest first: (the change, the registration it replaced).
+    credential_changes: list[tuple[RegistrationEvent, Period | None]]
+    since: datetime | None  # when history began
+    truncated: bool  # older changes exist than those shown
+
+
+_STARTS = {Kind.ONLINE: "online", Kind.DEVICE: "device", Kind.ADDRESS: "address",
+           Kind.CONTACT: "contact"}
+
+
+def registration_timeline(endpoint: Endpoint, *, now: datetime | None = None) -> Timeline:
+    """The endpoint's registrations as periods (newest first), its drops, whether it flaps
+    (FLAP_DROPS drops within an hour, in the last 24 hours) and the devices or addresses that
+    registered with its credentials in CREDENTIAL_WARNING_WINDOW. One query; ``endpoint``
+    comes from a scoped read, so the caller has already checked that it may be seen."""
+    now = now or timezone.now()
+    rows = list(RegistrationEvent.objects.filter(endpoint_id=endpoint.endpoint_id)
+                .order_by("-at", "-id")[:TIMELINE_EVENTS + 1])
+    truncated = len(rows) > TIMELINE_EVENTS
+    events = list(reversed(rows[:TIMELINE_EVENTS]))
+    periods: list[Period] = []
+    changes: list[tuple[RegistrationEvent, Period | None]] = []
+    current: Period | None = None
+    for event in events:
+        if event.kind in (Kind.DEVICE, Kind.ADDRESS):
+            changes.append((event, current))
+        if event.kind in DROPS:
+            if current is None:  # registered since before the changes shown
+                current = Period(None, None, "", "", "", "online")
+                periods.append(current)
+            current.end = event.at
+            current.ended_by = "deleted" if event.kind == Kind.DELETED else "offline"
+            current = None
+            continue
+        if current is not None:
+            current.end = event.at
+            current.ended_by = _STARTS[event.kind]
+        elif event.kind != Kind.ONLINE:  # a change while registered since before the window
+            periods.append(Period(None, event.at, "", "", "", "online", _STARTS[event.kind]))
+        current = Period(event.at, None, event.user_agent, event.contact, event.received,
+                         _STARTS[event.kind])
+        periods.append(current)
+    if not events and endpoint.sip_registered:
+        periods.append(Period(endpoint.online_since, None, endpoint.sip_user_agent,
+                              endpoint.sip_contact, "", "online"))
+    drops = [e.at for e in events if e.kind in DROPS and e.at > now - timedelta(days=1)]
+    flapping = None
+    for index in range(len(drops) - FLAP_DROPS + 1):
+        window = [at for at in drops[index:] if at - drops[index] <= FLAP_WINDOW]
+        if len(window) >= FLAP_DROPS and (flapping is None or len(window) > flapping[2]):
+            flapping = (window[0], window[-1], len(window))
+    recent = [(e, before) for e, before in reversed(changes)
+              if e.at > now - CREDENTIAL_WARNING_WINDOW]
+    return Timeline(
+        periods=list(reversed(periods)),
+        drops_hour=sum(1 for at in drops if at > now - FLAP_WINDOW),
+        drops_day=len(drops),
+        flapping=flapping,
+        credential_changes=recent,
+        since=history_since(),
+        truncated=truncated,
+    )

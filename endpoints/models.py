@@ -461,6 +461,10 @@ class RegistrationEvent(models.Model):
     def __str__(self):
         return f"{self.endpoint_id} {self.get_kind_display()} at {self.at:%Y-%m-%d %H:%M}"
 
+    @property
+    def is_device_change(self) -> bool:
+        return self.kind == self.Kind.DEVICE
+
 
 class RegistrationTally(models.Model):
     """Per hour and sub-account, how many endpoints came online and went offline: what the
@@ -478,4 +482,5 @@ class RegistrationTally(models.Model):
                                                name="reg_tally_hour_sub")]
 
     def __str__(self):
-        return f"{self.hour:%Y-%m-%d %H:00} {self.sub_account or 'main'}: +{self.came_online} -{self.went_offline}"
+        where = self.sub_account or "main"
+        return f"{self.hour:%Y-%m-%d %H:00} {where}: +{self.came_online} -{self.went_offline}"

@@ -9,11 +9,20 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.core.cache import cache
 from django.db.models import F, Func, Q
 from django.db.models.functions import Upper
-from django.db.models.lookups import Exact, GreaterThan, In, IsNull, LessThanOrEqual
+from django.db.models.lookups import (
+    Exact,
+    GreaterThan,
+    GreaterThanOrEqual,
+    In,
+    IsNull,
+    LessThan,
+    LessThanOrEqual,
+)
 from django.utils import timezone
 
 from . import models
@@ -125,6 +134,8 @@ ENDPOINT_LIST_FIELDS = (
     "sip_user_agent",
     "sip_expires",
     "updated_at",
+    "online_since",
+    "last_seen_at",
 )
 
 NULLS_LAST = "last"
@@ -140,6 +151,10 @@ ENDPOINT_SORTS = {
     "alias": ((Upper("alias"), None),),
     "status": ((F("sip_registered"), None), (IsNull(F("sip_expires"), True), None),
                (F("sip_expires"), None)),
+    # Ascending: never seen, then the longest unseen, ..., the latest seen, then those online
+    # now (registered; their last_seen_at is NULL). Index ep_last_seen.
+    "last_seen": ((F("sip_registered"), None), (IsNull(F("last_seen_at"), False), None),
+                  (F("last_seen_at"), None)),
     "contact": ((F("sip_contact"), None),),
     "expires": ((F("sip_expires"), NULLS_LAST),),
     "application": ((F("app_name"), None),),
@@ -151,9 +166,21 @@ DEFAULT_ENDPOINT_SORT = "username"
 MATCH_LOOKUPS = {"contains": "icontains", "exact": "iexact", "startswith": "istartswith"}
 ALIAS_MATCH_LOOKUPS = {"contains": "icontains", "exact": "iexact"}
 
+# The list's filters (the keys a selection, an export or a job keeps) and those that narrow
+# the list ("match" and "alias_match" only say how "q" matches).
+FILTER_KEYS = ("q", "match", "alias_match", "app", "sub", "status", "seen", "dropped")
+NARROWING_KEYS = ("q", "app", "sub", "status", "seen", "dropped")
+
 STATUS_REGISTERED = "registered"
 STATUS_NOT_REGISTERED = "not_registered"
 STATUS_EXPIRING = "expiring"
+# "Not seen for": offline and not seen registered for this long (never seen included), or
+# never seen registered since history began.
+NOT_SEEN = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7),
+            "30d": timedelta(days=30)}
+NEVER_SEEN = "never"
+# "Dropped": went offline within this long (whether or not it is back).
+DROPPED = {"1h": timedelta(hours=1)}
 APP_NONE = "none"
 SUB_MAIN = "main"
 
@@ -193,8 +220,10 @@ def endpoint_filter_q(filters: dict, *, now=None, seek: bool = True) -> Q:
     Keys (all optional, unknown values ignored): ``q`` (username or alias), ``match``
     (contains / exact / startswith, for the username part of ``q``), ``alias_match``
     (contains / exact), ``app`` ("none" or an app id), ``sub`` ("main" or an SA_ id),
-    ``status`` (registered / not_registered / expiring). ``seek=False`` keeps SQLite from
-    using an index for the application, sub-account and registration terms (see _NoSeek).
+    ``status`` (registered / not_registered / expiring), ``seen`` (not seen registered for
+    1h / 24h / 7d / 30d, or never), ``dropped`` (went offline within 1h). ``seek=False``
+    keeps SQLite from using an index for the application, sub-account and registration
+    terms (see _NoSeek).
     """
     now = now or timezone.now()
     where = Q()
@@ -217,6 +246,16 @@ def endpoint_filter_q(filters: dict, *, now=None, seek: bool = True) -> Q:
         where &= _expiring_q(now, seek)
     elif status == STATUS_NOT_REGISTERED:
         where &= ~_registered_q(now, seek)
+    seen = filters.get("seen") or ""
+    if seen == NEVER_SEEN or seen in NOT_SEEN:
+        last_seen = _column("last_seen_at", seek)
+        unseen = Q(IsNull(last_seen, True))
+        if seen != NEVER_SEEN:
+            unseen |= Q(LessThan(last_seen, now - NOT_SEEN[seen]))
+        where &= Q(Exact(_column("sip_registered", seek), False)) & unseen
+    dropped = filters.get("dropped") or ""
+    if dropped in DROPPED:
+        where &= Q(GreaterThanOrEqual(_column("last_drop_at", seek), now - DROPPED[dropped]))
     return where
 
 
@@ -291,6 +330,7 @@ def _glance_counts(now, scope: Scope) -> dict[str, int]:
         "expiring": registered.filter(sip_expires__gt=now,
                                       sip_expires__lte=now + EXPIRING_WINDOW).count(),
         "no_application": endpoints.filter(app_id="").count(),
+        "dropped_hour": endpoints.filter(last_drop_at__gte=now - DROPPED["1h"]).count(),
     }
     counts["not_registered"] = counts["total"] - counts["registered"]
     return counts
@@ -317,7 +357,7 @@ def endpoint_matching(*, filters: dict, scope: Scope, version: int | None = None
     at most SMALL_RESULT."""
     now = timezone.now()
     version = _version(version)
-    active = {k: filters.get(k) for k in ("q", "app", "sub", "status") if filters.get(k)}
+    active = {k: filters.get(k) for k in NARROWING_KEYS if filters.get(k)}
     if not str(active.get("q", "")).strip():
         active.pop("q", None)
     glance = _glance(version, now, scope)
@@ -331,7 +371,9 @@ def endpoint_matching(*, filters: dict, scope: Scope, version: int | None = None
         return Matching(glance[active["status"]])
     if not narrow and active == {"app": APP_NONE}:
         return Matching(glance["no_application"])
-    where = {k: filters.get(k) for k in ("q", "match", "alias_match", "app", "sub", "status")}
+    if not narrow and active == {"dropped": "1h"}:
+        return Matching(glance["dropped_hour"])
+    where = {k: filters.get(k) for k in FILTER_KEYS}
     digest = hashlib.sha256(json.dumps(where, sort_keys=True, default=str).encode()).hexdigest()
     key = f"{_window_key(version, now, scope)}:matching:{digest[:32]}"
     matching = cache.get(key)

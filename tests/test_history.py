@@ -231,3 +231,119 @@ def _now():
 
     return timezone.now()
 
+
+
+# --- the endpoint page ----------------------------------------------------------------------
+
+
+def _page(client, eid):
+    from django.urls import reverse
+
+    response = client.get(reverse("endpoints:detail", args=[eid]))
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def _device(eid, **change):
+    device = {"contact": f"sip:u{eid}@203.0.113.7:5060", "user_agent": "Yealink T54W",
+              "received": "203.0.113.7:5060", "expires_in": 600, "renew": True}
+    device.update(change)
+    return device
+
+
+def test_the_endpoint_page_shows_the_timeline(sandbox, clock, started, client,
+                                              admin_user_role):
+    client.force_login(admin_user_role)
+    eid = started[0]
+    clock.shift(600)
+    sandbox.unregister(eid)
+    _sync()
+    html = _page(client, eid)  # a live read: it sees the same, records nothing new
+    assert _events(eid) == [(eid, Kind.OFFLINE)]
+    assert "Last seen registered" in html and "Registration history" in html
+    assert "before history" in html and "went offline" in html
+    clock.shift(900)
+    sandbox.register(eid, **_device(eid))
+    _sync()
+    html = _page(client, eid)
+    assert "Online since" in html
+    assert html.count("Yealink T54W") >= 2  # the current registration and its period
+    assert "flapping" not in html and "may have leaked" not in html
+    assert "Dropped 1 time in the last 24 hours." in html
+
+
+def test_three_drops_in_an_hour_is_flapping(sandbox, clock, started, client, support_user):
+    client.force_login(support_user)
+    eid = started[0]
+    for _ in range(3):
+        clock.shift(240)
+        sandbox.unregister(eid)
+        _sync()
+        clock.shift(120)
+        sandbox.register(eid, **_device(eid))
+        _sync()
+    html = _page(client, eid)
+    assert "This endpoint is flapping:</strong> it dropped 3 times between" in html
+    assert "(3 in the last hour)" in html
+    # Two hours later it is not flapping now, but it did today: still said.
+    clock.shift(7200)
+    client.force_login(support_user)  # idle sessions end
+    html = _page(client, eid)
+    assert "it dropped 3 times between" in html and "in the last hour)" not in html
+    clock.shift(86400)
+    client.force_login(support_user)
+    assert "flapping" not in _page(client, eid)
+
+
+@pytest.mark.parametrize(("change", "said"), [
+    ({"user_agent": "Evil<script>alert(1)</script>SIP"}, "A different device registered"),
+    ({"contact": "sip:x@198.51.100.66:5060", "received": "198.51.100.66:5060"},
+     "A device registered from a new address"),
+])
+def test_another_device_or_address_suggests_a_password_reset(sandbox, clock, started, client,
+                                                               admin_user_role, change, said):
+    client.force_login(admin_user_role)
+    eid = started[0]
+    sandbox.unregister(eid)  # history sees the usual phone come back first
+    _sync()
+    clock.shift(60)
+    sandbox.register(eid, **_device(eid))
+    _sync()
+    clock.shift(600)
+    sandbox.register(eid, **_device(eid, **change))
+    _sync()
+    html = _page(client, eid)
+    assert said in html and "the password may have leaked" in html
+    assert "reset the password</a>" in html
+    assert "<script>alert(1)" not in html
+    if "user_agent" in change:
+        assert "Evil&lt;script&gt;alert(1)&lt;/script&gt;SIP" in html
+        assert "where <span class=\"ua\">Yealink T54W</span> was before" in html
+    else:
+        assert "<code>198.51.100.66:5060</code>" in html  # received, from the live read
+    clock.shift(8 * 86400)
+    client.force_login(admin_user_role)  # the session ran out meanwhile
+    assert "may have leaked" not in _page(client, eid)  # a week on, no longer raised
+
+
+def test_a_user_who_cannot_reset_is_told_to_ask(sandbox, clock, started, client,
+                                               django_user_model):
+    from django.contrib.auth.models import Group
+
+    from endpoints import roles
+
+    roles.ensure_roles()
+    viewer = django_user_model.objects.create_user("vera", password="pw-for-tests-1")
+    viewer.groups.add(Group.objects.get(name=roles.SUPPORT))
+    viewer.user_permissions.clear()
+    group = Group.objects.create(name="Read only")
+    from django.contrib.auth.models import Permission
+
+    group.permissions.add(Permission.objects.get(codename="view_endpoint"))
+    viewer.groups.set([group])
+    client.force_login(viewer)
+    eid = started[0]
+    sandbox.register(eid, **_device(eid, user_agent="Other phone"))
+    _sync()
+    html = _page(client, eid)
+    assert "ask an endpoint admin to reset the password" in html

@@ -270,13 +270,49 @@ def test_an_invalid_filter_is_reported_next_to_its_field(support, synced):
     assert ">jane_smith</a>" in html  # the valid filter still applies
 
 
+def test_an_invalid_not_seen_for_is_reported_next_to_its_field(support, synced):
+    html = text(support.get(LIST, {"seen": "1 fortnight", "dropped": "1y", "q": "jane"}))
+    assert 'id="id_seen_error"' in html and 'id="id_dropped_error"' in html
+    assert ">jane_smith</a>" in html
+
+
+def test_last_seen_column_filter_and_quick_filter(support, db):
+    now = timezone.now()
+    make_rows(2, sip_registered=True, online_since=now - timezone.timedelta(hours=2))
+    Endpoint.objects.create(endpoint_id="900000000000001", username="gone1", synced_at=now,
+                            last_seen_at=now - timezone.timedelta(days=3),
+                            last_drop_at=now - timezone.timedelta(days=3))
+    Endpoint.objects.create(endpoint_id="900000000000002", username="flaky2", synced_at=now,
+                            last_seen_at=now - timezone.timedelta(minutes=5),
+                            last_drop_at=now - timezone.timedelta(minutes=5))
+    Endpoint.objects.create(endpoint_id="900000000000003", username="never3", synced_at=now)
+    html = text(support.get(LIST, {"sort": "-last_seen"}))
+    assert 'aria-sort="descending" class="col-last_seen"' in html
+    assert "Now <span class=\"muted\">(online <time" in html
+    assert ">3\xa0days ago</time>" in html and "Never seen" in html
+    assert html.index("bulk0000") < html.index("flaky2") < html.index("gone1") < html.index(
+        "never3")
+    # "Not seen for 24 hours": offline that long, or never seen.
+    html = text(support.get(LIST, {"seen": "24h"}, **HX))
+    assert ">gone1</a>" in html and ">never3</a>" in html
+    assert ">flaky2</a>" not in html and ">bulk0000</a>" not in html
+    # The glance number links the quick filter.
+    html = text(support.get(LIST))
+    assert 'href="/?dropped=1h"' in html
+    assert ('<span class="glance-number">1</span> <span class="glance-label"><span '
+            'class="status-icon" aria-hidden="true">↯</span> dropped in the last hour') in html
+    html = text(support.get(LIST, {"dropped": "1h"}))
+    assert ">flaky2</a>" in html and ">gone1</a>" not in html
+
+
 def test_huge_page_number_shows_the_last_page(support, db):
     make_rows(25)
     html = text(support.get(LIST, {"page": "10000000000000"}))
     assert "21–25</strong> of <strong>25</strong>" in html
 
 
-QUERY_KEYS = ["q", "match", "alias_match", "app", "sub", "status", "sort", "page", "per_page"]
+QUERY_KEYS = ["q", "match", "alias_match", "app", "sub", "status", "seen", "dropped", "sort",
+              "page", "per_page"]
 
 
 @pytest.mark.django_db

@@ -183,12 +183,57 @@ def test_list_rows_only_load_the_shown_columns(people):
     assert len(shown) == 5
 
 
+# --- last seen ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sightings():
+    now = timezone.now()
+    return {
+        "online": make("online1", expires_in=600, online_since=now - timedelta(hours=3)),
+        "recent": make("recent2", last_seen_at=now - timedelta(minutes=20),
+                       last_drop_at=now - timedelta(minutes=20)),
+        "day": make("day3", last_seen_at=now - timedelta(hours=30),
+                    last_drop_at=now - timedelta(hours=30)),
+        "month": make("month4", last_seen_at=now - timedelta(days=40)),
+        "never": make("never5"),
+        # Back online, but it dropped 10 minutes ago.
+        "bounced": make("bounced6", expires_in=600, online_since=now - timedelta(minutes=8),
+                        last_drop_at=now - timedelta(minutes=10)),
+    }
+
+
+def test_last_seen_sorts_never_seen_first_then_oldest_and_online_last(sightings):
+    assert names(sort="last_seen") == ["never5", "month4", "day3", "recent2", "online1",
+                                       "bounced6"]
+    assert names(sort="-last_seen") == ["bounced6", "online1", "recent2", "day3", "month4",
+                                        "never5"]
+
+
+@pytest.mark.parametrize(("seen", "expected"), [
+    ("1h", ["day3", "month4", "never5"]),
+    ("24h", ["day3", "month4", "never5"]),
+    ("7d", ["month4", "never5"]),
+    ("30d", ["month4", "never5"]),
+    ("never", ["never5"]),
+    ("bogus", ["bounced6", "day3", "month4", "never5", "online1", "recent2"]),
+])
+def test_not_seen_for(sightings, seen, expected):
+    assert names({"seen": seen}) == expected
+
+
+def test_dropped_in_the_last_hour_includes_those_back_online(sightings):
+    assert names({"dropped": "1h"}) == ["bounced6", "recent2"]
+    assert selectors.endpoint_counts(scope=EVERYTHING)["dropped_hour"] == 2
+
+
 # --- counts ---------------------------------------------------------------------------------
 
 
 def test_counts_are_the_glance_numbers(people):
     assert selectors.endpoint_counts(scope=EVERYTHING) == {
-        "total": 5, "registered": 3, "not_registered": 2, "expiring": 1, "no_application": 2}
+        "total": 5, "registered": 3, "not_registered": 2, "expiring": 1, "no_application": 2,
+        "dropped_hour": 0}
 
 
 def test_counts_are_counted_once_per_cache_version_and_window(people, django_assert_num_queries):
@@ -217,7 +262,7 @@ def test_counts_are_recounted_when_the_window_moves_on(people, clock):
     {}, {"q": "jon"}, {"q": "JON", "match": "startswith"}, {"q": "jon", "status": "registered"},
     {"status": "registered"}, {"status": "not_registered"}, {"status": "expiring"},
     {"app": "none"}, {"app": "111"}, {"sub": "main"}, {"sub": "SA_BBBB"},
-    {"q": "zzz-nothing"},
+    {"q": "zzz-nothing"}, {"seen": "1h"}, {"seen": "never"}, {"dropped": "1h"},
 ])
 def test_matching_count_equals_the_rows_the_filter_selects(people, filters):
     expected = Endpoint.objects.filter(selectors.endpoint_filter_q(filters)).count()
@@ -267,12 +312,15 @@ def crowd():
              app_id=("" if n % 6 == 0 else str(n % 3)), app_name=("" if n % 6 == 0 else
                                                                   f"App{n % 3}"),
              sub_account=("" if n % 2 else f"SA_{n % 4}"),
-             updated_at=(None if n % 8 == 0 else now - timedelta(days=n % 10)))
+             updated_at=(None if n % 8 == 0 else now - timedelta(days=n % 10)),
+             last_seen_at=(None if registered or n % 4 == 0 else now - timedelta(hours=n % 5)),
+             last_drop_at=(None if n % 4 == 0 else now - timedelta(minutes=(n % 7) * 15)))
 
 
 @pytest.mark.parametrize("sort", [*selectors.ENDPOINT_SORTS,
                                   *(f"-{key}" for key in selectors.ENDPOINT_SORTS)])
-@pytest.mark.parametrize("filters", [{}, {"q": "x1"}, {"status": "registered"}])
+@pytest.mark.parametrize("filters", [{}, {"q": "x1"}, {"status": "registered"},
+                                     {"seen": "1h"}, {"dropped": "1h"}])
 def test_every_page_matches_the_plain_ordered_query_front_and_back(crowd, sort, filters):
     expected = list(Endpoint.objects.filter(selectors.endpoint_filter_q(filters))
                     .order_by(*selectors.endpoint_ordering(sort)).values_list("id", flat=True))

@@ -79,6 +79,31 @@ def _expiry(endpoint, zone) -> str:
     return _time(moment.astimezone(zone), text)
 
 
+NEVER_SEEN = mark_safe('<span class="muted">Never seen</span>')
+
+
+def _last_seen(endpoint, zone) -> str:
+    """"Now" (and since when) while registered, when it was last seen registered, or
+    "Never seen" (since registration history began)."""
+    if endpoint.sip_registered:
+        since = endpoint.online_since
+        if since is None:
+            return "Now"
+        online = _time(since.astimezone(zone), timesince(since))
+        return f'Now <span class="muted">(online {online})</span>'
+    moment = endpoint.last_seen_at
+    if moment is None:
+        return NEVER_SEEN
+    return _time(moment.astimezone(zone), f"{timesince(moment)} ago")
+
+
+@register.simple_tag
+def last_seen(endpoint) -> SafeString:
+    """When the endpoint was last seen registered ("Now" while it is), relative, the exact
+    time as the title."""
+    return mark_safe(_last_seen(endpoint, timezone.get_current_timezone()))  # noqa: S308
+
+
 def _updated(moment, zone) -> str:
     if moment is None:
         return NO_UPDATE
@@ -156,6 +181,7 @@ def _cells(endpoint, zone, names=None) -> str:
                    else NO_APPLICATION)
     sub_account = _sub_account(endpoint.sub_account, names)
     return (f'<td class="status-cell">{_status(endpoint, zone)}</td>'
+            f'<td class="last-seen">{_last_seen(endpoint, zone)}</td>'
             f'<td class="contact">{device}</td>'
             f'<td class="expires">{_expiry(endpoint, zone)}</td>'
             f'<td class="application">{application}</td>'

@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh
 
-from .. import display, links, roles, selectors, services
+from .. import display, history, links, roles, selectors, services
 from ..forms import (
     ApplicationForm,
     EndpointCreateForm,
@@ -122,6 +122,7 @@ def _detail_context(request, endpoint, *, notice: str = "", reveal: dict | None 
         "endpoint_id": endpoint.endpoint_id,
         "notice": notice,
         "registration": display.registration(endpoint),
+        "timeline": history.registration_timeline(endpoint),
         "sip": display.sip_settings(endpoint),
         "permissions": display.permission_rows(endpoint),
         "vobiz_sip_registered": display.vobiz_sip_registered(endpoint),

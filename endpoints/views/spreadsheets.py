@@ -62,7 +62,7 @@ def export_csv(request):
 
 def _describe(filters: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in filters.items()
-                     if v and k in ("q", "app", "sub", "status"))
+                     if v and k in selectors.NARROWING_KEYS)
 
 
 # --- imports ------------------------------------------------------------------------------
