@@ -31,7 +31,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .models import Endpoint, RegistrationEvent, RegistrationTally, SyncState
+from .models import Endpoint, RegistrationEvent, RegistrationTally, Schedule, SyncState
 from .vobiz import RemoteEndpoint
 
 Kind = RegistrationEvent.Kind
@@ -259,6 +259,24 @@ def registration_removed(endpoint_ids: Iterable[str], *, now: datetime | None = 
             observations.append(Observation(endpoint_id, [RegistrationEvent(
                 endpoint_id=endpoint_id, sub_account=sub_account, at=now, kind=Kind.DELETED)]))
     history_record(observations)
+
+
+PRUNE_SCHEDULE = "history-prune"
+PRUNE_EVERY = timedelta(hours=1)
+
+
+def history_prune_enqueue_if_due(*, now: datetime | None = None) -> bool:
+    """Queue the prune task when the last was queued more than PRUNE_EVERY ago (the periodic
+    tick asks every few seconds; one conditional UPDATE decides, across workers)."""
+    from .tasks import prune_history
+
+    now = now or timezone.now()
+    Schedule.objects.get_or_create(name=PRUNE_SCHEDULE, defaults={"token": "", "next_run_at": now})
+    due = (Schedule.objects.filter(name=PRUNE_SCHEDULE, next_run_at__lte=now)
+           .update(last_run_at=now, next_run_at=now + PRUNE_EVERY))
+    if due:
+        prune_history.enqueue()
+    return bool(due)
 
 
 def history_prune(*, now: datetime | None = None) -> int:

@@ -2,7 +2,8 @@
 (``run_after``), then hands dead jobs to a live worker, wipes bulk-reset passwords whose
 hand-over window passed, and queues a sync when the last one is older than the interval.
 
-Also: expired view-once links' passwords wiped, import previews nobody ran forgotten.
+Also: expired view-once links' passwords wiped, import previews nobody ran forgotten, and
+once an hour the prune of registration history older than REGISTRATION_HISTORY_DAYS queued.
 ``schedule_start`` (``manage.py start_periodic``, run when a worker starts) begins a new
 chain and retires any older one: a tick whose token is not the Schedule row's ends at once,
 so two workers starting at the same time still tick once.
@@ -17,7 +18,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from . import jobs, links, sync
+from . import history, jobs, links, sync
 from .models import Schedule
 
 logger = logging.getLogger(__name__)
@@ -62,4 +63,5 @@ def tick(*, token: str) -> None:
     jobs.credentials_expire()
     links.links_expire()
     jobs.drafts_forget()
+    history.history_prune_enqueue_if_due()
     sync.sync_enqueue_if_due()

@@ -32,3 +32,11 @@ def periodic_tick(token: str) -> None:
     from . import periodic
 
     periodic.tick(token=token)
+
+
+@task()
+def prune_history() -> None:
+    """Forget registration history older than REGISTRATION_HISTORY_DAYS."""
+    from . import history
+
+    history.history_prune()

@@ -347,3 +347,35 @@ def test_a_user_who_cannot_reset_is_told_to_ask(sandbox, clock, started, client,
     _sync()
     html = _page(client, eid)
     assert "ask an endpoint admin to reset the password" in html
+
+
+# --- retention ------------------------------------------------------------------------------
+
+
+def _old_event(eid, at):
+    return RegistrationEvent.objects.create(endpoint_id=eid, at=at, kind=Kind.OFFLINE)
+
+
+def test_the_periodic_tick_prunes_once_an_hour(sandbox, clock, started, settings,
+                                                enqueued_tasks):
+    from endpoints import periodic
+    from endpoints.models import Schedule
+
+    settings.REGISTRATION_HISTORY_DAYS = 90
+    now = _now()
+    _old_event("1", now - timedelta(days=91))
+    kept = _old_event("2", now - timedelta(days=89))
+    Schedule.objects.create(name=periodic.TICK, token="t1")
+    periodic.tick(token="t1")  # the immediate backend runs the queued prune at once
+    assert enqueued_tasks.count("prune_history") == 1
+    assert list(RegistrationEvent.objects.values_list("id", flat=True)) == [kept.id]
+    _old_event("3", now - timedelta(days=95))
+    clock.shift(30 * 60)
+    periodic.tick(token="t1")
+    assert enqueued_tasks.count("prune_history") == 1  # not due yet
+    clock.shift(31 * 60)
+    periodic.tick(token="t1")
+    assert enqueued_tasks.count("prune_history") == 2
+    # (the ticks' syncs record what changed meanwhile: the seeded devices that lapsed)
+    assert set(RegistrationEvent.objects.filter(endpoint_id__in=["1", "2", "3"])
+               .values_list("id", flat=True)) == {kept.id}
