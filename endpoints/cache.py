@@ -255,7 +255,7 @@ class EndpointWriter:
                       .iterator(chunk_size=10000)}
         self.now_at = now
         # Before history began (the first complete sync), nothing is recorded.
-        self.record_history = history.history_since() is not None
+        self.record_history = history.history_recording()
         self.history_events = 0
         ops = connection.ops
         quote = ops.quote_name

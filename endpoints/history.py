@@ -175,8 +175,16 @@ def history_since() -> datetime | None:
             .values_list("history_since", flat=True).first())
 
 
+def history_recording() -> bool:
+    """Whether observations are recorded now: history is on (REGISTRATION_HISTORY) and has
+    begun."""
+    return getattr(settings, "REGISTRATION_HISTORY", True) and history_since() is not None
+
+
 def history_begin(at: datetime) -> None:
     """Mark the start of history (a complete sync's start), once."""
+    if not getattr(settings, "REGISTRATION_HISTORY", True):
+        return
     SyncState.objects.filter(name=SYNC_NAME, history_since__isnull=True).update(history_since=at)
 
 
@@ -236,7 +244,7 @@ def _utc_hour(moment: datetime) -> datetime:
 
 def registration_live_observe(old: OldRegistration | None, remote: RemoteEndpoint) -> None:
     """Record what a live read of one endpoint observed (nothing before history began)."""
-    if history_since() is None:
+    if not history_recording():
         return
     observation = registration_observe(old, remote, now=timezone.now())
     if observation is not None:
@@ -246,7 +254,7 @@ def registration_live_observe(old: OldRegistration | None, remote: RemoteEndpoin
 def registration_removed(endpoint_ids: Iterable[str], *, now: datetime | None = None) -> None:
     """Before endpoints leave the cache (deleted at Vobiz): those registered drop out of the
     account's registered count, so the chart's history adds up."""
-    if history_since() is None:
+    if not history_recording():
         return
     now = now or timezone.now()
     ids = list(endpoint_ids)

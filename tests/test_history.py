@@ -379,3 +379,16 @@ def test_the_periodic_tick_prunes_once_an_hour(sandbox, clock, started, settings
     # (the ticks' syncs record what changed meanwhile: the seeded devices that lapsed)
     assert set(RegistrationEvent.objects.filter(endpoint_id__in=["1", "2", "3"])
                .values_list("id", flat=True)) == {kept.id}
+
+
+def test_history_switched_off_records_nothing(sandbox, clock, settings):
+    settings.REGISTRATION_HISTORY = False
+    eid = _ids(sandbox, 1)[0]
+    sandbox.register(eid, user_agent="Yealink T54W", expires_in=600, renew=True)
+    _sync()
+    sandbox.unregister(eid)
+    clock.shift(60)
+    _sync()
+    assert history.history_since() is None
+    assert RegistrationEvent.objects.count() == 0
+    assert Endpoint.objects.get(endpoint_id=eid).last_drop_at is None

@@ -290,7 +290,9 @@ JOB_FAILURE_LIMIT = env.int("JOB_FAILURE_LIMIT", default=20)
 JOB_CREDENTIALS_SECONDS = env.int("JOB_CREDENTIALS_SECONDS", default=3600)
 # A view-once setup link (one new endpoint's settings and password) expires after this long.
 CREDENTIAL_LINK_HOURS = env.int("CREDENTIAL_LINK_HOURS", default=72)
-# Registration history (endpoints.history) is kept this long, pruned by the periodic task.
+# Registration history (endpoints.history): recorded unless switched off, kept this long,
+# pruned by the periodic task.
+REGISTRATION_HISTORY = env.bool("REGISTRATION_HISTORY", default=True)
 REGISTRATION_HISTORY_DAYS = env.int("REGISTRATION_HISTORY_DAYS", default=90)
 
 # Error pages and error reports hide what views and services mark sensitive (SIP passwords)
