@@ -87,6 +87,7 @@ DEFAULT_VARIANTS = {
     "strict_types": False,
     "max_limit": 100,
     "ignore_on_create": [],
+    "churn": False,
 }
 
 

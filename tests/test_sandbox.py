@@ -83,6 +83,7 @@ DEFAULT_CONFIG = {
     "strict_types": False,
     "max_limit": 100,
     "ignore_on_create": [],
+    "churn": False,
 }
 
 
@@ -985,6 +986,7 @@ def test_constructor_switches_select_the_variants():
             "strict_types": True,
             "max_limit": 3,
             "ignore_on_create": [],
+            "churn": False,
         }
         assert len(helper.endpoints()["objects"]) == 3
         created = helper.create(username="plain")
@@ -1445,7 +1447,7 @@ def test_runsandbox_rejects_a_malformed_addrport():
 @pytest.mark.parametrize(
     ("flags", "config"),
     [
-        ([], DEFAULT_CONFIG),
+        ([], {**DEFAULT_CONFIG, "churn": True}),
         (
             [
                 "--no-username-suffix",
@@ -1474,9 +1476,13 @@ def test_runsandbox_rejects_a_malformed_addrport():
                 "strict_types": True,
                 "max_limit": 20,
                 "ignore_on_create": [],
+                "churn": True,
             },
         ),
-        (["--application-empty-string"], {**DEFAULT_CONFIG, "application_shape": "empty"}),
+        (
+            ["--application-empty-string", "--no-churn"],
+            {**DEFAULT_CONFIG, "application_shape": "empty"},
+        ),
     ],
 )
 def test_runsandbox_serves_with_the_flags_until_sigterm(flags, config):

@@ -413,4 +413,5 @@ def _seed_endpoints(
             )
         elif rand() < 0.4:
             ep.registration = random_registration(rng, username, now, eid, seed)
+        ep.seeded = True  # device churn may drive it (the hostile records keep their payloads)
         store.add(ep)

@@ -102,7 +102,8 @@ class Registration:
 
 
 class Endpoint:
-    """One stored endpoint. Timestamps are epoch seconds; ``raw`` holds a planted record."""
+    """One stored endpoint. Timestamps are epoch seconds; ``raw`` holds a planted record;
+    ``seeded``/``pinned`` decide whether device churn drives its registration."""
 
     __slots__ = (
         "endpoint_id",
@@ -124,6 +125,9 @@ class Endpoint:
         "sip_host",
         "raw",
         "omit",
+        "seeded",
+        "pinned",
+        "churn_device",
     )
 
     def __init__(self, endpoint_id: str, username: str, alias: str, created: int, updated: int):
@@ -146,6 +150,11 @@ class Endpoint:
         self.sip_host = SIP_DOMAIN
         self.raw: dict[str, Any] | None = None
         self.omit: tuple[str, ...] = ()
+        # Device churn (churn.py) drives the registration of endpoints seeded at reset time,
+        # unless a control route, a password change or ``mutate`` set it by hand (pinned).
+        self.seeded = False
+        self.pinned = False
+        self.churn_device: Any = None  # the endpoint's churn.device(), built on first read
 
     def forget_raw(self, *keys: str) -> None:
         """Drop planted values that a real change has now superseded."""

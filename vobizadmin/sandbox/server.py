@@ -269,7 +269,7 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         try:
             if split.path == "/_sandbox" or split.path.startswith("/_sandbox/"):
-                self._control(method, split.path, raw)
+                self._control(method, split.path, split.query, raw)
             else:
                 self._api(method, split.path, split.query, raw)
         except Exception:
@@ -379,7 +379,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------------------- control
 
-    def _control(self, method: str, path: str, raw: bytes) -> None:
+    def _control(self, method: str, path: str, query: str, raw: bytes) -> None:
         if not is_loopback(self.client_address[0]):
             self._send_json(403, {"error": "control routes answer loopback clients only"})
             return
@@ -410,6 +410,10 @@ class _Handler(BaseHTTPRequestHandler):
                 else:
                     state.faults.clear()
                     self._send(204, None)
+            elif route == "/_sandbox/registrations":
+                _require_method(method, ("GET",))
+                params = parse_qsl(query, keep_blank_values=True)
+                self._send_json(200, state.registrations(params))
             elif route.startswith("/_sandbox/registrations/"):
                 _require_method(method, ("POST", "DELETE"))
                 endpoint_id = unquote(route.rsplit("/", 1)[1])
@@ -463,6 +467,7 @@ class _Handler(BaseHTTPRequestHandler):
                         "config": state.get_config(),
                         "routes": [
                             "GET|POST|DELETE /_sandbox/faults",
+                            "GET /_sandbox/registrations?endpoint_id=&profile=&from=&to=",
                             "POST|DELETE /_sandbox/registrations/{endpoint_id}",
                             "POST /_sandbox/reset",
                             "GET|POST /_sandbox/config",
@@ -504,6 +509,7 @@ class SandboxServer:
         object_shape: str = "full",
         strict_types: bool = False,
         max_limit: int = 100,
+        churn: bool = False,
         clock: Callable[[], datetime] | None = None,
         hostile: bool = False,
         sub_accounts: int = 0,
@@ -529,6 +535,7 @@ class SandboxServer:
             object_shape=object_shape,
             strict_types=strict_types,
             max_limit=max_limit,
+            churn=churn,
         )
         self._httpd = _HTTPServer((host, port), self)
         self._thread: threading.Thread | None = None

@@ -7,7 +7,8 @@ reset, registrations, mutate, plant, stats). It renders records into the documen
 shapes. Plain Python: no HTTP, no Django; ``server.py`` turns HTTP requests into calls on it.
 API methods return JSON-ready values or raise ``ApiError``.
 
-Demo data comes from ``demo.py``; faults live in ``faults.py``.
+Demo data comes from ``demo.py``; faults live in ``faults.py``; with the ``churn`` switch on,
+the registrations of seeded endpoints come from ``churn.py`` (devices that come and go).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from vobizadmin.sandbox import churn
 from vobizadmin.sandbox.demo import (
     MAX_SEED_APPLICATIONS,
     MAX_SEED_ENDPOINTS,
@@ -65,11 +67,15 @@ CONFIG_CHOICES: dict[str, tuple[Any, ...]] = {
     "update_body": ("empty", "text", "message"),
     "object_shape": ("full", "minimal"),
     "strict_types": (False, True),
+    "churn": (False, True),
 }
 MAX_SUB_ACCOUNTS = 500
 CONFIG_RANGES: dict[str, tuple[int, int]] = {
     "max_limit": (1, MAX_LIMIT),
 }
+# GET /_sandbox/registrations: its query parameters, and the longest timeline it computes.
+REGISTRATIONS_PARAMS = ("endpoint_id", "profile", "limit", "from", "to")
+MAX_TIMELINE_SECONDS = 31 * 86400
 # Create fields the API may answer 201 to and silently not keep (``ignore_on_create``).
 IGNORABLE_ON_CREATE = ("application", *PERMISSION_DEFAULTS)
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -83,6 +89,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "strict_types": False,
     "max_limit": MAX_LIMIT,
     "ignore_on_create": [],
+    "churn": False,
 }
 
 # The endpoint object as the docs' newest examples show it (retrieve and list), keys in order.
@@ -177,8 +184,23 @@ class SandboxState:
             raise ApiError(404, {"error": "Endpoint not found", "endpoint_id": endpoint_id})
         return ep
 
+    def _churns(self, ep: Endpoint) -> bool:
+        """Whether device churn drives this endpoint's registration right now."""
+        return ep.seeded and not ep.pinned and self.config["churn"]
+
+    def _churn_device(self, ep: Endpoint) -> Any:
+        dev = ep.churn_device
+        if dev is None:
+            # Built once per endpoint (a reset makes new endpoints): a render then costs only
+            # the device's own arithmetic.
+            dev = ep.churn_device = churn.device(self.seed, ep.endpoint_id, ep.username)
+        return dev
+
     def _live_registration(self, ep: Endpoint, now: float) -> Registration | None:
-        """The registration as of ``now``: renewed on its own grid, or lapsed and cleared."""
+        """The registration as of ``now``: churn's (switch on, seeded, not pinned), or the stored
+        one renewed on its own grid, or lapsed and cleared."""
+        if self._churns(ep):
+            return self._churn_device(ep).at(now)
         reg = ep.registration
         if reg is None or now < reg.expires:
             return reg
@@ -597,6 +619,7 @@ class SandboxState:
             if "password" in body:
                 ep.password_digest = password_digest(ep.endpoint_id, password)
                 ep.registration = None  # devices must re-register with the new credential
+                ep.pinned = True
                 ep.forget_raw(*REGISTRATION_KEYS)
             if "alias" in body:
                 ep.alias = alias
@@ -687,6 +710,7 @@ class SandboxState:
 
         Body keys (all optional): contact, user_agent, received, path, expires_in (seconds, also the
         refresh interval), renew (bool; default decided by a hash of seed and endpoint id).
+        The endpoint is pinned: device churn no longer drives it.
         """
         if body is None:
             body = {}
@@ -713,19 +737,145 @@ class SandboxState:
                 interval=expires_in,
                 renews=renew,
             )
+            ep.pinned = True  # device churn leaves a hand-set registration alone
             ep.forget_raw(*REGISTRATION_KEYS)
             return self._render(ep, now, detail=True)
 
     def unregister(self, endpoint_id: str) -> dict[str, Any]:
-        """Drop an endpoint's registration; returns the endpoint. 404 if unknown."""
+        """Drop an endpoint's registration and pin it (device churn leaves it alone);
+        returns the endpoint. 404 if unknown."""
         with self.lock:
             ep = self._get(endpoint_id)
             ep.registration = None
+            ep.pinned = True
             ep.forget_raw(*REGISTRATION_KEYS)
             return self._render(ep, self.now(), detail=True)
 
+    def registrations(self, query: list[tuple[str, str]]) -> dict[str, Any]:
+        """Each endpoint's churn profile and current registration, and with ``from``/``to`` its
+        churn timeline: what tests compare a registration history against.
+
+        Query: ``endpoint_id`` (repeatable; 404 for an unknown one), ``profile`` (repeatable:
+        only seeded endpoints of those profiles), ``limit`` (1-1000, default 100; without
+        ``endpoint_id``), ``from`` and ``to`` (epoch seconds, together, at most 31 days apart).
+        Raises ApiError(400) for bad parameters and ApiError(404) for an unknown endpoint.
+        """
+        params = dict(query)
+        ids = [v for k, v in query if k == "endpoint_id"]
+        profiles = [v for k, v in query if k == "profile"]
+        errors: dict[str, str] = {}
+        for key in params:
+            if key not in REGISTRATIONS_PARAMS:
+                errors[key] = f"Unknown parameter; known: {', '.join(REGISTRATIONS_PARAMS)}."
+        if any(p not in churn.PROFILES for p in profiles):
+            errors["profile"] = f"Must be one of {list(churn.PROFILES)}."
+        limit = self._control_int(params, "limit", 100, 1, 1000, errors)
+        start = self._control_int(params, "from", None, 0, None, errors)
+        end = self._control_int(params, "to", None, 0, None, errors)
+        span = start is not None and end is not None
+        if ("from" in params) != ("to" in params):
+            errors["to" if "from" in params else "from"] = "Give both from and to."
+        elif span and not 0 <= end - start <= MAX_TIMELINE_SECONDS:
+            errors["to"] = f"Must be from `from` to {MAX_TIMELINE_SECONDS} seconds after it."
+        if errors:
+            raise invalid(errors)
+        with self.lock:
+            now = self.now()
+            if ids:
+                eps = [self._get(eid) for eid in ids]
+                truncated = False
+            else:
+                eps, truncated = [], False
+                for eid in self._store.order():
+                    ep = self._store.endpoints[eid]
+                    if profiles and self._profile(ep) not in profiles:
+                        continue
+                    if len(eps) == limit:
+                        truncated = True
+                        break
+                    eps.append(ep)
+            if ids and profiles:
+                eps = [ep for ep in eps if self._profile(ep) in profiles]
+            return {
+                "churn": self.config["churn"],
+                "seed": self.seed,
+                "now": int(now),
+                "truncated": truncated,
+                "objects": [
+                    self._registration_report(ep, now, start, end if span else None)
+                    for ep in eps
+                ],
+            }
+
+    def _profile(self, ep: Endpoint) -> str | None:
+        """The churn profile of a seeded endpoint (None for one churn never drives)."""
+        if not ep.seeded:
+            return None
+        dev = ep.churn_device
+        return dev.profile if dev is not None else churn.profile_of(self.seed, ep.endpoint_id)
+
+    def _registration_report(
+        self, ep: Endpoint, now: float, start: int | None, end: int | None
+    ) -> dict[str, Any]:
+        reg = self._live_registration(ep, now)
+        out: dict[str, Any] = {
+            "endpoint_id": ep.endpoint_id,
+            "username": ep.username,
+            "profile": self._profile(ep),
+            "pinned": ep.pinned,
+            "driven": self._churns(ep),
+            "registration": None,
+        }
+        if reg is not None:
+            out["registration"] = {
+                "contact": reg.contact,
+                "user_agent": reg.user_agent,
+                "received": reg.received,
+                "path": reg.path,
+                "expires": iso(reg.expires),
+                "sip_registered": "false" if reg.websocket else "true",
+            }
+        if end is not None:
+            # Churn's own account of the span, whether or not it drives the endpoint now.
+            spans = self._churn_device(ep).spans(start, end) if ep.seeded else None
+            out["timeline"] = None if spans is None else [
+                {
+                    "from": span.start,
+                    "to": span.end,
+                    "contact": span.contact,
+                    "user_agent": span.user_agent,
+                    "received": span.received,
+                }
+                for span in spans
+            ]
+        return out
+
+    @staticmethod
+    def _control_int(
+        params: dict[str, str],
+        name: str,
+        default: Any,
+        low: int,
+        high: int | None,
+        errors: dict[str, str],
+    ) -> Any:
+        """A control route's integer query parameter (``default`` when absent)."""
+        raw = params.get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            errors[name] = "Must be an integer."
+            return default
+        if value < low or (high is not None and value > high):
+            errors[name] = f"Must be from {low} to {high}." if high else f"Must be >= {low}."
+            return default
+        return value
+
     def mutate(self, body: Any) -> dict[str, Any]:
-        """Change ``fraction`` of the endpoints (alias, updated_at, registration toggled).
+        """Change ``fraction`` of the endpoints (alias, updated_at, registration toggled; the
+        changed endpoints are pinned, so device churn no longer drives them).
 
         Deterministic for a given ``seed``. Returns the changed ids. Raises ApiError(400).
         """
@@ -755,6 +905,7 @@ class SandboxState:
                     )
                 else:
                     ep.registration = None
+                ep.pinned = True
                 ep.forget_raw("alias", "updated_at", *REGISTRATION_KEYS)
             return {"changed": len(chosen), "endpoint_ids": chosen}
 

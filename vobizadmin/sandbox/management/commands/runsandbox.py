@@ -103,6 +103,12 @@ class Command(BaseCommand):
             action="store_true",
             help="refuse a string application id on create/update (the docs say integer)",
         )
+        parser.add_argument(
+            "--no-churn",
+            action="store_true",
+            help="keep seeded registrations fixed (by default devices come and go over the day: "
+            "desk phones, office softphones, flappers, roaming mobiles)",
+        )
         low, high = CONFIG_RANGES["max_limit"]
         parser.add_argument(
             "--max-limit",
@@ -149,6 +155,7 @@ class Command(BaseCommand):
                 object_shape=options["object_shape"],
                 strict_types=options["strict_types"],
                 max_limit=options["max_limit"],
+                churn=not options["no_churn"],
                 verbose=options["verbosity"] >= 2,
             )
         except OSError as exc:
@@ -171,6 +178,7 @@ class Command(BaseCommand):
             f"Vobiz sandbox: VOBIZ_API_URL={sandbox.api_url} VOBIZ_AUTH_ID={auth_id} "
             f"VOBIZ_AUTH_TOKEN={mask_token(auth_token)} ({summary['endpoints']} endpoints, "
             f"{summary['applications']} applications, seeded in {seconds:.2f}s; "
+            f"device churn {'off' if options['no_churn'] else 'on'}; "
             f"control: {sandbox.base_url}/_sandbox/)"
         )
         self.stdout.flush()
