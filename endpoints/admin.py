@@ -20,8 +20,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(Endpoint)
 class EndpointAdmin(ReadOnlyAdmin):
     list_display = ("username", "alias", "sip_registered", "sip_contact", "sip_expires",
-                    "app_name", "sub_account", "updated_at")
-    list_filter = ("sip_registered", "app_name", "sub_account")
+                    "app_name", "sub_account", "updated_at", "last_seen_at")
+    list_filter = ("sip_registered", "app_name", "sub_account", "last_seen_at", "last_drop_at")
     search_fields = ("username", "alias")
     list_per_page = 20
     exclude = ("raw",)

@@ -296,9 +296,9 @@ def test_three_drops_in_an_hour_is_flapping(sandbox, clock, started, client, sup
 
 
 @pytest.mark.parametrize(("change", "said"), [
-    ({"user_agent": "Evil<script>alert(1)</script>SIP"}, "A different device registered"),
+    ({"user_agent": "Evil<script>alert(1)</script>SIP"}, "a different device registered, "),
     ({"contact": "sip:x@198.51.100.66:5060", "received": "198.51.100.66:5060"},
-     "A device registered from a new address"),
+     "a device registered from a new address, "),
 ])
 def test_another_device_or_address_suggests_a_password_reset(sandbox, clock, started, client,
                                                                admin_user_role, change, said):
@@ -314,6 +314,8 @@ def test_another_device_or_address_suggests_a_password_reset(sandbox, clock, sta
     _sync()
     html = _page(client, eid)
     assert said in html and "the password may have leaked" in html
+    assert ("1 time in the last 7 days, another device or address registered with this "
+            "endpoint's credentials") in html
     assert "reset the password</a>" in html
     assert "<script>alert(1)" not in html
     if "user_agent" in change:
