@@ -394,3 +394,108 @@ def test_history_switched_off_records_nothing(sandbox, clock, settings):
     assert history.history_since() is None
     assert RegistrationEvent.objects.count() == 0
     assert Endpoint.objects.get(endpoint_id=eid).last_drop_at is None
+
+
+# --- a simulated day --------------------------------------------------------------------------
+
+
+def _spans(sandbox, endpoint_id, start, end):
+    response = sandbox.request("GET", "registrations", params=[
+        ("endpoint_id", endpoint_id), ("from", int(start)), ("to", int(end))])
+    assert response.status_code == 200, response.text
+    return response.json()["objects"][0]["timeline"]
+
+
+def _pick(sandbox, profile):
+    response = sandbox.request("GET", "registrations", params=[("profile", profile),
+                                                                ("limit", 1000)])
+    return [o["endpoint_id"] for o in response.json()["objects"]]
+
+
+@pytest.fixture
+def simulated_day(sandbox, clock):
+    """60 seeded endpoints whose devices come and go (the sandbox's churn), synced every
+    minute for a day through the sandbox's clock. Returns (start, end) in epoch seconds."""
+    sandbox.reset(endpoints=60, seed=3)
+    sandbox.config(churn=True)
+    try:
+        _sync()  # history begins
+        start = _now().timestamp()
+        for _ in range(24 * 60):
+            clock.shift(60)
+            _sync()
+        yield start, _now().timestamp()
+    finally:
+        sandbox.config(churn=False)
+
+
+def test_a_simulated_day_of_churn(sandbox, simulated_day):
+    from endpoints.history import registration_timeline
+
+    start, end = simulated_day
+
+    def at(epoch):
+        from datetime import UTC, datetime
+
+        return datetime.fromtimestamp(epoch, UTC)
+
+    # A flapper: every drop recorded, dated within the minute it happened; online since its
+    # last return; flagged as flapping.
+    flapper = _pick(sandbox, "flapper")[0]
+    spans = _spans(sandbox, flapper, start, end)
+    gaps = [(a["to"], b["from"]) for a, b in zip(spans, spans[1:], strict=False)
+            if a["to"] < b["from"]]
+    drops = list(RegistrationEvent.objects.filter(endpoint_id=flapper, kind=Kind.OFFLINE)
+                 .order_by("at").values_list("at", flat=True))
+    assert len(drops) == len(gaps) + (spans[-1]["to"] < end) > 20
+    for (went, _back), dropped in zip(gaps, drops, strict=False):
+        assert at(went - 60) < dropped <= at(went)
+    row = Endpoint.objects.get(endpoint_id=flapper)
+    timeline = registration_timeline(row)
+    assert timeline.flapping is not None and timeline.flapping[2] >= 3
+    if spans[-1]["to"] >= end:  # online now: since its last return
+        assert row.sip_registered and row.online_since == at(spans[-1]["from"])
+        assert row.last_seen_at is None
+    assert timeline.drops_day == len(drops)
+
+    # An office softphone: offline for the night (last seen when it went), back in the
+    # morning if the day has reached its start.
+    office = _pick(sandbox, "office")[0]
+    spans = _spans(sandbox, office, start, end)
+    row = Endpoint.objects.get(endpoint_id=office)
+    kinds = list(RegistrationEvent.objects.filter(endpoint_id=office).order_by("at")
+                 .values_list("kind", flat=True))
+    evening = next(s["to"] for s in spans if s["to"] < end)
+    assert kinds[0] == Kind.OFFLINE
+    assert at(evening - 60) < RegistrationEvent.objects.filter(
+        endpoint_id=office).order_by("at").first().at <= at(evening)
+    if spans[-1]["to"] >= end and spans[-1]["from"] > start:  # back this morning
+        assert kinds[-1] == Kind.ONLINE and row.online_since == at(spans[-1]["from"])
+    else:
+        assert not row.sip_registered and at(evening - 60) < row.last_seen_at <= at(evening)
+
+    # A roaming mobile: each move to another network is an address change, flagged on its
+    # page; it never went offline, so it has no drop and no last seen.
+    roaming = _pick(sandbox, "roaming")[0]
+    spans = _spans(sandbox, roaming, start, end)
+    moves = sum(1 for a, b in zip(spans, spans[1:], strict=False)
+                if a["to"] == b["from"] and history.contact_host(a["contact"])
+                != history.contact_host(b["contact"]))
+    assert moves > 0
+    events = list(RegistrationEvent.objects.filter(endpoint_id=roaming)
+                  .values_list("kind", flat=True))
+    assert events.count(Kind.ADDRESS) == moves and Kind.OFFLINE not in events
+    timeline = registration_timeline(Endpoint.objects.get(endpoint_id=roaming))
+    assert len(timeline.credential_changes) == moves
+
+    # A steady desk phone renews all day: nothing recorded. One never registered: never seen.
+    for steady in _pick(sandbox, "steady")[:5]:
+        assert not RegistrationEvent.objects.filter(endpoint_id=steady).exists()
+        assert Endpoint.objects.get(endpoint_id=steady).online_since is None
+    for never in _pick(sandbox, "never"):
+        row = Endpoint.objects.get(endpoint_id=never)
+        assert row.last_seen_at is None and not row.sip_registered
+        assert not RegistrationEvent.objects.filter(endpoint_id=never).exists()
+    # The hourly tallies add up to the changes.
+    assert sum(RegistrationTally.objects.values_list("went_offline", flat=True)) == (
+        RegistrationEvent.objects.filter(kind__in=history.DROPS).count())
