@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from .views import browse, bulk, manage, spreadsheets, staff
+from .views import browse, bulk, manage, overview, spreadsheets, staff
 
 
 class EndpointIdConverter:
@@ -26,6 +26,8 @@ urlpatterns = [
     path("sync/", browse.sync_start, name="sync"),
     path("sync/status/", browse.sync_status, name="sync_status"),
     path("audit/", browse.audit_list, name="audit"),
+    path("overview/", overview.overview_page, name="overview"),
+    path("overview/registrations.json", overview.overview_data, name="overview_data"),
     path("selection/", bulk.selection_update, name="selection"),
     path("bulk/preview/", bulk.bulk_preview, name="bulk_preview"),
     path("bulk/run/", bulk.bulk_run, name="bulk_run"),
