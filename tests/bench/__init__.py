@@ -32,8 +32,11 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+from . import history as bench_history
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -205,8 +208,9 @@ class Sandbox:
         self.proc = subprocess.Popen(  # noqa: S603
             # Niced: it stands in for Vobiz, whose CPU is not on our host; under contention
             # (a job running while the list is measured) the web process comes first.
+            # No registration churn: the syncs measured must see only the changes made.
             ["nice", "-n", "19", PYTHON, "manage.py", "runsandbox", "127.0.0.1:0",
-             "--endpoints", "0",
+             "--endpoints", "0", "--no-churn",
              "--applications", str(APPLICATIONS), "--seed", str(SEED)],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
@@ -457,6 +461,20 @@ def build_queries(sample: dict[str, Any], per_page: int) -> list[Query]:
         queries.append(Query(f"sort {key}", {"sort": key}, {"o": str(position)}))
     for key, position in SORTS:
         queries.append(Query(f"sort -{key}", {"sort": f"-{key}"}, {"o": f"-{position}"}))
+    # Registration history (the admin sorts by its last_seen_at column, position 9, and
+    # filters with its date filters on last_seen_at and last_drop_at).
+    queries.append(Query("sort last_seen", {"sort": "last_seen"}, {"o": "9"}))
+    queries.append(Query("sort -last_seen", {"sort": "-last_seen"}, {"o": "-9"}))
+    now = sample["now"]
+    for key, hours in (("1h", 1), ("24h", 24), ("7d", 24 * 7), ("30d", 24 * 30)):
+        cutoff = (now - timedelta(hours=hours)).isoformat()
+        queries.append(Query(f"not seen for {key}", {"seen": key},
+                             {"sip_registered__exact": "0", "last_seen_at__lt": cutoff},
+                             note="admin: offline and last seen before (never seen apart)"))
+    queries.append(Query("never seen", {"seen": "never"},
+                         {"sip_registered__exact": "0", "last_seen_at__isnull": "True"}))
+    queries.append(Query("dropped in the last hour", {"dropped": "1h"},
+                         {"last_drop_at__gte": (now - timedelta(hours=1)).isoformat()}))
     queries.append(Query(
         f"contains '{sample['common']}' + registered, sort -updated",
         {"q": sample["common"], "status": "registered", "sort": "-updated"},
@@ -475,8 +493,10 @@ def _sample(total: int) -> dict[str, Any]:
              [max(0, total * 2 // 3)])
     digits = "".join(ch for ch in probe if ch.isdigit())
     rare = digits[-6:] if len(digits) >= 6 else probe[-5:]
+    from django.utils import timezone
+
     return {"total": total, "common": "desk", "rare": rare, "prefix": "sven",
-            "app_id": app_id, "app_name": app_name}
+            "app_id": app_id, "app_name": app_name, "now": timezone.now()}
 
 
 def _qs(params: dict[str, str]) -> str:
@@ -946,16 +966,33 @@ def run_worker(database: str, sizes: list[int], runs: int, naive_max: int,
                 _pg_drop(PG_NAIVE_DB)
             else:
                 SQLITE_NAIVE_PATH.unlink(missing_ok=True)
+            # The same two syncs without registration history first, for its cost.
+            bare_env = {**env, "REGISTRATION_HISTORY": "false"}
+            fresh_database(database)
+            settle(database)
+            log(f"[{database}] {size:,}: full sync without registration history")
+            history = {"full_without": measure_sync(sandbox, bare_env, SYNC_ARGS)}
+            sandbox.mutate(0.01)
+            settle(database)
+            history["incremental_without"] = measure_sync(sandbox, bare_env, SYNC_ARGS)
+            connection.close()
             fresh_database(database)
             settle(database)
             log(f"[{database}] {size:,}: full sync")
             entry["full"] = measure_sync(sandbox, env, SYNC_ARGS)
-            log(f"[{database}] {size:,}: full sync {entry['full']['seconds']} s, "
+            log(f"[{database}] {size:,}: full sync {entry['full']['seconds']} s "
+                f"(without history {history['full_without']['seconds']} s), "
                 f"{entry['full']['peak_rss_mb']} MB")
+            keys_before, rows_before = bench_history.registration_keys(), \
+                bench_history.history_rows()
             changed = sandbox.mutate(0.01)["changed"]
             settle(database)
             entry["incremental"] = measure_sync(sandbox, env, SYNC_ARGS)
             entry["incremental"]["changed_remotely"] = changed
+            history["registrations_changed"] = bench_history.changed_registrations(
+                keys_before, bench_history.registration_keys())
+            history["rows_written"] = bench_history.history_rows() - rows_before
+            entry["history"] = history
             # A second, unchanged walk: what the periodic worker pays most of the time.
             settle(database)
             entry["noop"] = measure_sync(sandbox, env, SYNC_ARGS)
@@ -968,7 +1005,14 @@ def run_worker(database: str, sizes: list[int], runs: int, naive_max: int,
             entry["load_before_browsing"] = [round(x, 2) for x in os.getloadavg()]
             log(f"[{database}] {size:,}: browsing ({runs} runs per query), load "
                 f"{entry['load_before_browsing']}")
+            log(f"[{database}] {size:,}: {bench_history.HISTORY_DAYS} days of registration "
+                "history (typical churn)")
+            history["seeded"] = bench_history.seed_history()
+            connection.close()
+            settle(database, vacuum=True)
             entry["browse"] = measure_browsing(sandbox, runs=runs)
+            log(f"[{database}] {size:,}: the overview")
+            history["overview"] = bench_history.measure_overview(runs=runs)
             if size == max(sizes):
                 log(f"[{database}] {size:,}: bulk work (preview, a job on a worker)")
                 entry["bulk"] = measure_bulk(sandbox, env, runs=runs)
@@ -1038,6 +1082,19 @@ def render_table(report: dict[str, Any]) -> str:
                 f"(CPU {inc['cpu_seconds']:.1f} s) | – | – | – | – | – | "
                 f"{inc['pages']} pages + {inc['application_pages']} app | "
                 f"{inc['peak_rss_mb']:.0f} MB |")
+            history = entry.get("history") or {}
+            if history:
+                bare, bare_inc = history["full_without"], history["incremental_without"]
+                lines.append(
+                    f"| {name} | {n} | full sync without registration history | "
+                    f"{bare['seconds']:.1f} s (CPU {bare['cpu_seconds']:.1f} s) | – | – | – | "
+                    f"– | – | {bare['pages']} pages + {bare['application_pages']} app | "
+                    f"{bare['peak_rss_mb']:.0f} MB |")
+                lines.append(
+                    f"| {name} | {n} | incremental sync without registration history | "
+                    f"{bare_inc['seconds']:.1f} s (CPU {bare_inc['cpu_seconds']:.1f} s) | – | "
+                    f"– | – | – | – | {bare_inc['pages']} pages | "
+                    f"{bare_inc['peak_rss_mb']:.0f} MB |")
             lines.append(
                 f"| {name} | {n} | sync, nothing changed | {noop['seconds']:.1f} s "
                 f"(CPU {noop['cpu_seconds']:.1f} s) | – | – | "
@@ -1083,6 +1140,10 @@ def render_table(report: dict[str, Any]) -> str:
                 f"– | per page 20/50/100: "
                 f"{' / '.join(str(by_size[k]) for k in sorted(by_size, key=int))} | "
                 f"{browse['browse_vobiz_calls']} | – |")
+            for label, row in (history.get("overview") or {}).items():
+                lines.append(
+                    f"| {name} | {n} | overview: {label} (HTTP {row['status']}) | "
+                    f"{_ms(row['ms'])} ms | {_ms(row['cold_ms'])} ms | – | – | – | – | – | – |")
             detail = browse["detail"]
             lines.append(
                 f"| {name} | {n} | open an endpoint (endpoints:detail, HTTP "
@@ -1140,6 +1201,7 @@ def evaluate_targets(report: dict[str, Any]) -> list[str]:
                 entry["naive_speedup"] >= TARGET_NAIVE_SPEEDUP,
                 f"{name} {n}: full sync >= {TARGET_NAIVE_SPEEDUP:.0f}x faster than the naive "
                 f"loop ({entry['naive_speedup']}x){extrapolated}"))
+        verdicts.extend(bench_history.verdicts(name, n, entry, _verdict))
         bulk_work = entry.get("bulk")
         if bulk_work:
             preview = bulk_work["preview"]
