@@ -371,8 +371,6 @@ def endpoint_matching(*, filters: dict, scope: Scope, version: int | None = None
         return Matching(glance[active["status"]])
     if not narrow and active == {"app": APP_NONE}:
         return Matching(glance["no_application"])
-    if not narrow and active == {"dropped": "1h"}:
-        return Matching(glance["dropped_hour"])
     where = {k: filters.get(k) for k in FILTER_KEYS}
     digest = hashlib.sha256(json.dumps(where, sort_keys=True, default=str).encode()).hexdigest()
     key = f"{_window_key(version, now, scope)}:matching:{digest[:32]}"

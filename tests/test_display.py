@@ -107,3 +107,24 @@ def test_endpoint_url_follows_the_script_prefix():
     finally:
         set_script_prefix("/")
     assert display.endpoint_url("endpoints:detail", "1234") == "/endpoints/1234/"
+
+
+def test_list_relative_times_read_exactly_as_djangos():
+    """The list's own timesince/timeuntil (faster: unit strings translated once) give
+    Django's text for every delta, across unit boundaries and past four weeks."""
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    from django.utils import timesince as django
+
+    from endpoints.templatetags import endpoint_display as ours
+
+    now = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+    rng = random.Random(7)
+    seconds = [-61, -1, 0, 59, 60, 61, 3599, 3600, 3660, 86399, 86400, 90000, 604799, 604800,
+               691200, 28 * 86400 - 1, 28 * 86400, 40 * 86400, 400 * 86400]
+    seconds += [rng.randrange(-3600, 60 * 86400) for _ in range(3000)]
+    for value in seconds:
+        moment = now - timedelta(seconds=value, microseconds=rng.randrange(10**6))
+        assert ours.timesince(moment, now) == django.timesince(moment, now), value
+        assert ours.timeuntil(now, moment) == django.timeuntil(now, moment), value

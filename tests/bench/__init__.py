@@ -461,10 +461,11 @@ def build_queries(sample: dict[str, Any], per_page: int) -> list[Query]:
         queries.append(Query(f"sort {key}", {"sort": key}, {"o": str(position)}))
     for key, position in SORTS:
         queries.append(Query(f"sort -{key}", {"sort": f"-{key}"}, {"o": f"-{position}"}))
-    # Registration history (the admin sorts by its last_seen_at column, position 9, and
-    # filters with its date filters on last_seen_at and last_drop_at).
-    queries.append(Query("sort last_seen", {"sort": "last_seen"}, {"o": "9"}))
-    queries.append(Query("sort -last_seen", {"sort": "-last_seen"}, {"o": "-9"}))
+    # Registration history. The admin sorts as we do, registered or not (position 3) then
+    # its last_seen_at column (position 9), and filters with its date filters on
+    # last_seen_at and last_drop_at.
+    queries.append(Query("sort last_seen", {"sort": "last_seen"}, {"o": "3.9"}))
+    queries.append(Query("sort -last_seen", {"sort": "-last_seen"}, {"o": "-3.-9"}))
     now = sample["now"]
     for key, hours in (("1h", 1), ("24h", 24), ("7d", 24 * 7), ("30d", 24 * 30)):
         cutoff = (now - timedelta(hours=hours)).isoformat()
@@ -966,20 +967,29 @@ def run_worker(database: str, sizes: list[int], runs: int, naive_max: int,
                 _pg_drop(PG_NAIVE_DB)
             else:
                 SQLITE_NAIVE_PATH.unlink(missing_ok=True)
-            # The same two syncs without registration history first, for its cost.
+            # The full sync with registration history and without, in the order with,
+            # without, without, with (this machine's speed drifts: the order cancels a
+            # steady drift); the second "with" is the one the rest of the run builds on.
             bare_env = {**env, "REGISTRATION_HISTORY": "false"}
-            fresh_database(database)
-            settle(database)
-            log(f"[{database}] {size:,}: full sync without registration history")
-            history = {"full_without": measure_sync(sandbox, bare_env, SYNC_ARGS)}
+
+            def full(sync_env):
+                connection.close()
+                fresh_database(database)
+                settle(database)
+                return measure_sync(sandbox, sync_env, SYNC_ARGS)
+
+            log(f"[{database}] {size:,}: full syncs with and without registration history")
+            first_with = full(env)
+            history = {"full_without": full(bare_env)}
             sandbox.mutate(0.01)
             settle(database)
             history["incremental_without"] = measure_sync(sandbox, bare_env, SYNC_ARGS)
-            connection.close()
-            fresh_database(database)
-            settle(database)
+            second_without = full(bare_env)
             log(f"[{database}] {size:,}: full sync")
-            entry["full"] = measure_sync(sandbox, env, SYNC_ARGS)
+            entry["full"] = full(env)
+            history["full_with_s"] = [first_with["seconds"], entry["full"]["seconds"]]
+            history["full_without_s"] = [history["full_without"]["seconds"],
+                                         second_without["seconds"]]
             log(f"[{database}] {size:,}: full sync {entry['full']['seconds']} s "
                 f"(without history {history['full_without']['seconds']} s), "
                 f"{entry['full']['peak_rss_mb']} MB")

@@ -221,13 +221,17 @@ def verdicts(name: str, n: str, entry: dict[str, Any], verdict) -> list[str]:
     history = entry.get("history")
     if not history:
         return out
-    full, bare = entry["full"], history["full_without"]
-    ratio = full["seconds"] / bare["seconds"] if bare["seconds"] else float("nan")
+    with_s = history.get("full_with_s") or [entry["full"]["seconds"]]
+    without_s = history.get("full_without_s") or [history["full_without"]["seconds"]]
+    mean_with, mean_without = sum(with_s) / len(with_s), sum(without_s) / len(without_s)
+    ratio = mean_with / mean_without if mean_without else float("nan")
     out.append(verdict(
         ratio <= TARGET_HISTORY_OVERHEAD,
         f"{name} {n}: full sync with history <= {TARGET_HISTORY_OVERHEAD:.2f}x without "
-        f"({full['seconds']:.1f} vs {bare['seconds']:.1f} s = {ratio:.2f}x; CPU "
-        f"{full['cpu_seconds']:.1f} vs {bare['cpu_seconds']:.1f} s)"))
+        f"(with, without, without, with: {' / '.join(f'{s:.1f}' for s in with_s[:1])}, "
+        f"{' / '.join(f'{s:.1f}' for s in without_s)}, "
+        f"{' / '.join(f'{s:.1f}' for s in with_s[1:])} s; means {mean_with:.1f} vs "
+        f"{mean_without:.1f} s = {ratio:.2f}x)"))
     inc = entry["incremental"]
     out.append(verdict(
         history["rows_written"] == history["registrations_changed"],
