@@ -1518,3 +1518,25 @@ def test_runsandbox_serves_with_the_flags_until_sigterm(flags, config):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_request_whose_client_dies_mid_body_is_neither_counted_nor_applied(sb):
+    """A worker killed while sending an update: the sandbox gets the headers and part of the
+    body, then the connection closes. That is no request: no write counted, nothing changed
+    (a truncated body once counted as a write, and a test of exactly-once writes failed)."""
+    eid = sb.first()["endpoint_id"]
+    before = sb.get(eid)
+    sb.control("DELETE", "stats")
+    host, port = sb.server.base_url.removeprefix("http://").split(":")
+    body = json.dumps({"alias": "Half-sent"}).encode()
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        path = f"/api/v1/Account/{sb.server.auth_id}/Endpoint/{eid}/"
+        conn.sendall((f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                      f"X-Auth-ID: {sb.server.auth_id}\r\nX-Auth-Token: {sb.server.auth_token}\r\n"
+                      "Content-Type: application/json\r\n"
+                      f"Content-Length: {len(body) + 40}\r\n\r\n").encode() + body)
+        conn.shutdown(socket.SHUT_WR)  # the rest of the body never comes
+        answer = conn.recv(4096)
+    assert answer.startswith(b"HTTP/1.0 400") or answer.startswith(b"HTTP/1.1 400")
+    assert sb.ok("GET", "stats")["writes_by_endpoint"] == {}
+    assert sb.get(eid)["alias"] == before["alias"]

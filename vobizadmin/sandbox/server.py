@@ -210,10 +210,18 @@ class _Handler(BaseHTTPRequestHandler):
                     while self.rfile.readline().strip():
                         pass  # trailers
                     return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
+                chunk = self.rfile.read(size)
+                if len(chunk) < size:
+                    raise ValueError("the request body ended early")
+                chunks.append(chunk)
                 self.rfile.readline()
         length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+        body = self.rfile.read(length) if length > 0 else b""
+        if len(body) < length:
+            # The client went away mid-request (a worker killed while sending): that is no
+            # request at all, and must not be counted as a write or applied.
+            raise ValueError("the request body ended early")
+        return body
 
     def _send(
         self,
