@@ -194,15 +194,15 @@ def endpoint_cache_put(remote: RemoteEndpoint) -> Endpoint:
     row = _endpoint_row(remote, app_names={remote.app_id: app_name}, now=timezone.now())
     before = (Endpoint.objects.filter(endpoint_id=remote.endpoint_id)
               .values_list("fingerprint", "registration_key").first())
+    moved = before is None or before[1] != row.registration_key  # registration changed
     with transaction.atomic():
-        old = None
-        if before is None or before[1] != row.registration_key:
-            old = history.registration_olds([remote.endpoint_id]).get(remote.endpoint_id)
+        old = history.registration_olds([remote.endpoint_id]).get(remote.endpoint_id) \
+            if moved and before is not None else None
         Endpoint.objects.bulk_create(
             [row], update_conflicts=True, unique_fields=["endpoint_id"],
             update_fields=ENDPOINT_COLUMNS,
         )
-        if before is None or before[1] != row.registration_key:
+        if moved:
             history.registration_live_observe(old, remote)
     before = before[0] if before else None
     # Opening an endpoint page re-reads it; only a real change invalidates the list's counts.

@@ -447,3 +447,19 @@ def test_job_services_refuse_an_unknown_fingerprint_without_writing(admin_user_r
         jobs.job_create(user=admin_user_role, scope=EVERYTHING, selection=selection,
                         action="delete", params={}, fingerprint="x")
     assert not Job.objects.exists()
+
+
+def test_a_long_job_pages_its_results_keeping_the_outcome_filter(admin, admin_user_role):
+    job = Job.objects.create(action="delete", summary="Big", total=120, status="done",
+                             created_by=admin_user_role)
+    JobItem.objects.bulk_create([
+        JobItem(job=job, position=n, endpoint_id=str(10**14 + n), endpoint_username=f"ep{n:03d}",
+                state="done" if n % 2 else "skipped") for n in range(120)])
+    url = reverse("endpoints:job", args=[job.pk])
+    html = admin.get(url, {"outcome": "done"}).content.decode()
+    assert "Page 1 of 2" in html and 'href="?outcome=done&amp;page=2" rel="next"' in html
+    html = admin.get(url, {"outcome": "done", "page": "2"}).content.decode()
+    assert ">ep101<" in html and ">ep001<" not in html and ">ep100<" not in html
+    assert 'href="?outcome=done&amp;page=1" rel="prev"' in html
+    jobs = admin.get(reverse("endpoints:jobs")).content.decode()
+    assert "Page 1 of" not in jobs  # one job: no pager
